@@ -1,0 +1,58 @@
+"""bayescale: Bayesian neural scaling laws, from a table of runs to calibrated decisions."""
+
+import warnings
+from importlib import metadata
+
+with warnings.catch_warnings():
+    # ArviZ announces its coming 1.0 refactor on import; it concerns nothing bayescale uses.
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz  # noqa: F401
+
+from bayescale import datasets
+from bayescale.data import ScalingData
+from bayescale.decisions import forecast, optimal_allocation, predictive_draws, prob_reached
+from bayescale.errors import (
+    BayescaleError,
+    DataError,
+    LoadError,
+    SamplingError,
+    SamplingWarning,
+    SpecError,
+)
+from bayescale.inference import fit
+from bayescale.laws import LAWS, Law, Param, Prior, get_law, register_law
+from bayescale.model import ModelSpec, ScalingModel
+from bayescale.posterior import Diagnostics, Posterior, load
+
+try:
+    __version__ = metadata.version("bayescale")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "LAWS",
+    "BayescaleError",
+    "DataError",
+    "Diagnostics",
+    "Law",
+    "LoadError",
+    "ModelSpec",
+    "Param",
+    "Posterior",
+    "Prior",
+    "SamplingError",
+    "SamplingWarning",
+    "ScalingData",
+    "ScalingModel",
+    "SpecError",
+    "__version__",
+    "datasets",
+    "fit",
+    "forecast",
+    "get_law",
+    "load",
+    "optimal_allocation",
+    "predictive_draws",
+    "prob_reached",
+    "register_law",
+]

@@ -1,0 +1,344 @@
+"""Validated tables of training runs: the boundary where every input check lives."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bayescale.errors import DataError
+
+RESPONSES: tuple[str, ...] = ("loss", "metric")
+KNOWN_SCALES: tuple[str, ...] = ("params", "tokens", "flops", "step", "data_size")
+_SHOWN = 5
+
+
+def _rows(labels: Sequence[object], values: Sequence[object] | None = None) -> str:
+    """Describe the first offending rows, e.g. ``rows 12 and 40 hold 0.0 and -1.3``."""
+    labels = list(labels)
+    shown = [str(label) for label in labels[:_SHOWN]]
+    more = f" (and {len(labels) - _SHOWN} more)" if len(labels) > _SHOWN else ""
+    noun = "row" if len(labels) == 1 else "rows"
+    where = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    if values is None:
+        return f"{noun} {where}{more}"
+    held = [repr(v) if isinstance(v, str) else str(v) for v in list(values)[:_SHOWN]]
+    what = held[0] if len(held) == 1 else ", ".join(held[:-1]) + " and " + held[-1]
+    verb = "holds" if len(labels) == 1 else "hold"
+    return f"{noun} {where}{more} {verb} {what}"
+
+
+def _require_frame(frame: object, what: str) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{what} must be a pandas DataFrame; got {type(frame).__name__} instead.")
+    if len(frame) == 0:
+        raise DataError(f"{what} is empty; it needs at least one row.")
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        names = ", ".join(repr(c) for c in missing)
+        raise DataError(
+            f"{what} has no column {names}; its columns are {[str(c) for c in frame.columns]}. "
+            "Rename the column, or tell the model which column to use (x=..., group=...)."
+        )
+
+
+def _numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Return ``frame[column]`` as float64, naming rows that hold text or missing values."""
+    raw = frame[column]
+    if raw.dtype == bool:
+        raise DataError(f"column {column!r} must be numeric; it holds True/False values.")
+    values = pd.to_numeric(raw, errors="coerce")
+    bad_text = values.isna() & raw.notna()
+    if bad_text.any():
+        raise DataError(
+            f"column {column!r} must be numeric; "
+            f"{_rows(frame.index[bad_text], raw[bad_text])}. Fix or remove those rows."
+        )
+    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(array)
+    if missing.any():
+        raise DataError(
+            f"column {column!r} has missing values (NaN) in {_rows(frame.index[missing])}. "
+            "Fill them in or remove those rows; nothing is dropped for you."
+        )
+    infinite = np.isinf(array)
+    if infinite.any():
+        raise DataError(
+            f"column {column!r} must be finite; {_rows(frame.index[infinite], array[infinite])}. "
+            "Fix or remove those rows."
+        )
+    return array
+
+
+def scale_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Return a scale column (parameters, tokens, FLOPs...) as positive float64 values.
+
+    Raises
+    ------
+    DataError
+        If the column holds text, NaN, inf, or values <= 0.
+    """
+    array = _numeric_column(frame, column)
+    bad = array <= 0
+    if bad.any():
+        raise DataError(
+            f"column {column!r} is a scale and must be > 0; "
+            f"{_rows(frame.index[bad], array[bad])}. Scales are counts in natural units "
+            "(parameters, tokens, FLOPs), not logs: remove those rows or undo the log."
+        )
+    return array
+
+
+def response_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Return the response (``loss`` > 0, or ``metric`` in [0, 1]) as float64 values.
+
+    Raises
+    ------
+    DataError
+        If the column holds text, NaN, inf, or values outside its range.
+    """
+    array = _numeric_column(frame, column)
+    if column == "metric":
+        bad = (array < 0) | (array > 1)
+        if bad.any():
+            raise DataError(
+                f"column 'metric' must lie in [0, 1]; {_rows(frame.index[bad], array[bad])}. "
+                "Give accuracies as fractions (0.42, not 42), or model 'loss' instead."
+            )
+    else:
+        bad = array <= 0
+        if bad.any():
+            raise DataError(
+                f"column {column!r} must be > 0; {_rows(frame.index[bad], array[bad])}. "
+                "Remove them, or model 'metric' instead."
+            )
+    return array
+
+
+def group_codes(
+    frame: pd.DataFrame, column: str, labels: Sequence[str] | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Encode a group column as integer codes.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Table holding ``column``.
+    column : str
+        Group column (task, dataset, architecture...).
+    labels : sequence of str, optional
+        Known labels (from a fit); a label outside them is an error. Without it, the labels are
+        the sorted distinct values.
+
+    Returns
+    -------
+    codes : ndarray of int
+        Index of each row's label.
+    labels : tuple of str
+        The labels, in code order.
+    """
+    raw = frame[column]
+    missing = raw.isna().to_numpy()
+    if missing.any():
+        raise DataError(
+            f"group column {column!r} has missing labels in {_rows(frame.index[missing])}. "
+            "Give every run a group, or remove those rows."
+        )
+    text = raw.astype(str).to_numpy()
+    if labels is None:
+        labels = tuple(sorted(set(text)))
+    position = {label: i for i, label in enumerate(labels)}
+    unknown = np.array([label not in position for label in text])
+    if unknown.any():
+        raise DataError(
+            f"group column {column!r} holds labels the fit has never seen: "
+            f"{_rows(frame.index[unknown], text[unknown])}. Known labels are {list(labels)}."
+        )
+    return np.array([position[label] for label in text], dtype=np.int32), tuple(labels)
+
+
+def default_response(frame: pd.DataFrame) -> str:
+    """Pick the response column: ``loss`` if present, else ``metric``."""
+    for name in RESPONSES:
+        if name in frame.columns:
+            return name
+    raise DataError(
+        f"the table has neither a 'loss' nor a 'metric' column; its columns are "
+        f"{[str(c) for c in frame.columns]}. Rename the measured column to 'loss' (cross-entropy "
+        "> 0) or 'metric' (accuracy in [0, 1])."
+    )
+
+
+def default_scale(frame: pd.DataFrame) -> str:
+    """Pick the only scale column of a table, for a law of a single scale."""
+    present = [c for c in KNOWN_SCALES if c in frame.columns]
+    if len(present) == 1:
+        return present[0]
+    found = present or [str(c) for c in frame.columns]
+    raise DataError(
+        f"cannot tell which column is the scale; candidates are {found}. Pass x='flops' "
+        "(or the column you mean)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalingData:
+    """A validated table of runs: positive scales, a response, and a group index.
+
+    Attributes
+    ----------
+    scales : mapping of str to ndarray
+        Scale columns in natural units, keyed by column name.
+    response : str
+        Name of the response column (``loss`` or ``metric``).
+    y : ndarray
+        The response.
+    references : mapping of str to float
+        Reference scale per column (the geometric mean of the fitted table): laws see
+        ``log(scale / reference)``.
+    response_ref : float
+        Geometric mean of the response; default priors in response units are centred on it.
+    group : str or None
+        Group column name.
+    labels : tuple of str
+        Group labels, in code order (empty without a group).
+    codes : ndarray of int
+        Group code of each run (zeros without a group).
+    rows : ndarray
+        The table's index labels, so that messages and outputs can point back at rows.
+    """
+
+    scales: Mapping[str, np.ndarray]
+    response: str
+    y: np.ndarray
+    references: Mapping[str, float]
+    response_ref: float
+    group: str | None
+    labels: tuple[str, ...]
+    codes: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        scales: Sequence[str],
+        response: str | None = None,
+        group: str | None = None,
+    ) -> ScalingData:
+        """Validate a long table of runs.
+
+        Parameters
+        ----------
+        frame : DataFrame
+            One row per run: scale columns, the response, optionally a group column.
+        scales : sequence of str
+            Scale columns the law reads.
+        response : {"loss", "metric"}, optional
+            Response column; by default ``loss`` if present, else ``metric``.
+        group : str, optional
+            Group column.
+
+        Raises
+        ------
+        DataError
+            For a missing column, text in a numeric column, NaN, inf, a scale <= 0, a loss <= 0,
+            a metric outside [0, 1], a missing group label or a duplicated run. The message
+            names the column, the first rows and the fix.
+        TypeError
+            If ``frame`` is not a DataFrame.
+        """
+        frame = _require_frame(frame, "the table of runs")
+        response = response or default_response(frame)
+        if response not in RESPONSES:
+            raise DataError(f"response must be one of {RESPONSES}; got {response!r}.")
+        columns = [*scales, response] + ([group] if group else [])
+        _require_columns(frame, columns, "the table of runs")
+        scale_values = {name: scale_column(frame, name) for name in scales}
+        y = response_column(frame, response)
+        if group:
+            codes, labels = group_codes(frame, group)
+        else:
+            codes, labels = np.zeros(len(frame), dtype=np.int32), ()
+        _reject_duplicates(frame, columns)
+        return cls(
+            scales=scale_values,
+            response=response,
+            y=y,
+            references={name: float(np.exp(np.mean(np.log(v)))) for name, v in scale_values.items()},
+            response_ref=float(np.exp(np.mean(np.log(np.clip(y, 1e-6, None))))),
+            group=group,
+            labels=labels,
+            codes=codes,
+            rows=frame.index.to_numpy(),
+        )
+
+    @property
+    def num_runs(self) -> int:
+        """Number of runs (rows)."""
+        return int(self.y.shape[0])
+
+    @property
+    def num_groups(self) -> int:
+        """Number of groups (1 without a group column)."""
+        return max(len(self.labels), 1)
+
+    def log_scales(self, frame: pd.DataFrame | None = None) -> dict[str, np.ndarray]:
+        """Return ``log(scale / reference)`` for the fitted runs, or for new rows of ``frame``."""
+        if frame is None:
+            values = self.scales
+        else:
+            frame = _require_frame(frame, "the table to forecast at ('at')")
+            _require_columns(frame, list(self.references), "the table to forecast at ('at')")
+            values = {name: scale_column(frame, name) for name in self.references}
+        return {name: np.log(values[name] / ref) for name, ref in self.references.items()}
+
+    def check_enough_runs(self, num_params: int, independent: Sequence[str]) -> None:
+        """Require at least as many runs as free parameters, overall and per group.
+
+        Parameters
+        ----------
+        num_params : int
+            Number of the law's parameters.
+        independent : sequence of str
+            Parameters estimated separately in each group; each group needs at least that many
+            runs.
+
+        Raises
+        ------
+        DataError
+            If there are too few runs overall or in a group.
+        """
+        if self.num_runs < num_params:
+            raise DataError(
+                f"the law has {num_params} parameters but the table holds only {self.num_runs} "
+                f"runs (rows {list(self.rows)}). Add runs or use a law with fewer parameters."
+            )
+        if not (self.group and independent):
+            return
+        counts = np.bincount(self.codes, minlength=len(self.labels))
+        short = [label for label, n in zip(self.labels, counts, strict=True) if n < len(independent)]
+        if short:
+            rows = self.rows[np.isin(self.codes, [self.labels.index(s) for s in short])]
+            raise DataError(
+                f"group column {self.group!r}: groups {short} have fewer runs than their "
+                f"{len(independent)} independent parameters {list(independent)} ({_rows(rows)}). "
+                "Pool those parameters (pooling={'name': 'partial'}) or add runs."
+            )
+
+
+def _reject_duplicates(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    duplicated = frame.duplicated(subset=list(columns), keep=False).to_numpy()
+    if duplicated.any():
+        raise DataError(
+            f"the same run appears more than once (identical {list(columns)}): "
+            f"{_rows(frame.index[duplicated])}. Remove the copies; repeated seeds at one scale "
+            "are fine when their measured values differ."
+        )
