@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,6 +29,30 @@ def _rows(labels: Sequence[object], values: Sequence[object] | None = None) -> s
     what = held[0] if len(held) == 1 else ", ".join(held[:-1]) + " and " + held[-1]
     verb = "holds" if len(labels) == 1 else "hold"
     return f"{noun} {where}{more} {verb} {what}"
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV table of runs, turning every reader failure into a `DataError`.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, empty, not text, or not parseable as CSV.
+    """
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DataError(f"no file at {str(path)!r}; check the path.") from None
+    except IsADirectoryError:
+        raise DataError(f"{str(path)!r} is a directory; give the path of a CSV file.") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{str(path)!r} is empty; it needs a header row and runs.") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as err:
+        raise DataError(
+            f"{str(path)!r} cannot be read as a CSV table ({type(err).__name__}: {err}). "
+            "Save it as comma-separated UTF-8 text with one header row."
+        ) from None
+    return _require_frame(frame, f"the table in {str(path)!r}")
 
 
 def _require_frame(frame: object, what: str) -> pd.DataFrame:

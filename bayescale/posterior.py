@@ -70,7 +70,7 @@ class Diagnostics:
     @classmethod
     def from_idata(cls, idata: az.InferenceData, max_tree_depth: int) -> Diagnostics:
         """Compute the diagnostics of ``idata`` with ArviZ."""
-        table = az.summary(idata, kind="diagnostics")
+        table = az.summary(idata, kind="diagnostics", round_to="none")
         stats = idata.sample_stats
         num_chains = idata.posterior.sizes["chain"]
         divergent = int(stats["diverging"].sum())

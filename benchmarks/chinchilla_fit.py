@@ -1,0 +1,279 @@
+"""Benchmark: the Chinchilla fit with bayescale against a textbook NumPyro model.
+
+Measures, on this machine and in one process, fits of L = E + A N^-alpha + B D^-beta to the
+240 Chinchilla runs kept by Besiroglu et al. (2024):
+
+* bayescale: ``ScalingModel("chinchilla", noise=...).fit(df, seed=0)`` with its default sampler
+  (4 chains x 1000 warmup / 1000 draws, dense mass matrix, standardised parameters), for
+  Student-t and lognormal noise. The first fit of each noise includes JAX compilation; a second,
+  identical fit is reported as "bayescale (warm)".
+* textbook: the model as usually written, E, A, alpha, B, beta sampled directly (log E, log A,
+  log B with broad Normal priors, alpha and beta HalfNormal), the law on raw log N and log D,
+  Student-t or Normal noise on log loss, NumPyro's default NUTS (diagonal mass matrix), the same
+  chains, draws and chain method as bayescale.
+
+Columns: wall time of the whole fit call (a fresh MCMC object, compilation included), min bulk and
+tail ESS over E, A, alpha, B, beta (ArviZ), ESS/s (min bulk ESS / wall), gradient evaluations per
+draw (mean NUTS leapfrog steps after warmup), divergences and max-tree-depth hits after warmup,
+max R-hat over the law parameters, and posterior medians of alpha and beta as a sanity check that
+the fits agree.
+
+Run from the repository root::
+
+    python benchmarks/chinchilla_fit.py            # full run, several minutes on 2 cores
+    python benchmarks/chinchilla_fit.py --quick    # smoke test only: 200 warmup / 200 draws
+    python benchmarks/chinchilla_fit.py --chains 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro.infer import MCMC, NUTS
+
+import bayescale as bs
+from bayescale.inference import chain_method
+
+LAW_PARAMS = ["E", "A", "alpha", "B", "beta"]
+NOISES = ("student_t", "lognormal")
+MAX_TREE_DEPTH = 10  # NumPyro's default, also bayescale's
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    model: str
+    noise: str
+    wall_s: float
+    ess_bulk: float
+    ess_tail: float
+    steps_per_draw: float
+    divergences: int
+    depth_hits: int
+    rhat_max: float
+    alpha: float
+    beta: float
+
+    def markdown(self) -> str:
+        """The row as a markdown table line."""
+        cells = [
+            self.model,
+            self.noise,
+            f"{self.wall_s:.1f}",
+            f"{self.ess_bulk:.0f}",
+            f"{self.ess_tail:.0f}",
+            f"{self.ess_bulk / self.wall_s:.1f}",
+            f"{self.steps_per_draw:.1f}",
+            str(self.divergences),
+            str(self.depth_hits),
+            f"{self.rhat_max:.3f}",
+            f"{self.alpha:.3f} / {self.beta:.3f}",
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+
+HEADER = (
+    "| model | noise | wall s | min bulk ESS | min tail ESS | ESS/s | grad evals/draw "
+    "| divergences | max-depth hits | max R-hat | alpha / beta (median) |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def load_data():
+    """The 240 Chinchilla runs kept by Besiroglu et al."""
+    df = bs.datasets.load("chinchilla")
+    return df[~df.besiroglu_excluded]
+
+
+def environment(num_chains: int) -> str:
+    """Machine and library versions, as markdown lines."""
+    versions = {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "numpyro": numpyro.__version__,
+        "arviz": az.__version__,
+        "bayescale": bs.__version__,
+    }
+    return "\n".join(
+        [
+            f"- machine: {platform.platform()}, {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, JAX devices: {jax.devices()}",
+            "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            f"- chain method: {chain_method(num_chains)}, "
+            f"float64: {bool(jax.config.jax_enable_x64)}",
+        ]
+    )
+
+
+def row_from_draws(
+    model: str,
+    noise: str,
+    wall_s: float,
+    posterior: dict[str, np.ndarray],
+    num_steps: np.ndarray,
+    diverging: np.ndarray,
+) -> Row:
+    """Summarise (chain, draw) arrays of the law parameters and NUTS statistics."""
+    idata = az.from_dict(posterior={k: np.asarray(posterior[k]) for k in LAW_PARAMS})
+    bulk = az.ess(idata, method="bulk")
+    tail = az.ess(idata, method="tail")
+    rhat = az.rhat(idata)
+    return Row(
+        model=model,
+        noise=noise,
+        wall_s=wall_s,
+        ess_bulk=min(float(bulk[k]) for k in LAW_PARAMS),
+        ess_tail=min(float(tail[k]) for k in LAW_PARAMS),
+        steps_per_draw=float(np.mean(num_steps)),
+        divergences=int(np.sum(diverging)),
+        depth_hits=int(np.sum(num_steps >= 2**MAX_TREE_DEPTH - 1)),
+        rhat_max=max(float(rhat[k]) for k in LAW_PARAMS),
+        alpha=float(np.median(posterior["alpha"])),
+        beta=float(np.median(posterior["beta"])),
+    )
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    """Call ``fn`` and return its result and wall time in seconds."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+# -- bayescale ------------------------------------------------------------------------------
+
+
+def run_bayescale(df, noise: str, sampler: dict, label: str) -> Row:
+    """Time one `ScalingModel.fit` (everything it does, diagnostics included)."""
+    model = bs.ScalingModel("chinchilla", noise=noise)
+    with warnings.catch_warnings():
+        # Failed diagnostics show in the table; the warning text would only repeat them.
+        warnings.simplefilter("ignore", bs.SamplingWarning)
+        post, wall = timed(lambda: model.fit(df, seed=0, progress_bar=False, **sampler))
+    posterior = {k: post.idata.posterior[k].values for k in LAW_PARAMS}
+    stats = post.idata.sample_stats
+    return row_from_draws(
+        label, noise, wall, posterior, stats["n_steps"].values, stats["diverging"].values
+    )
+
+
+# -- textbook NumPyro model -----------------------------------------------------------------
+
+
+def textbook_model(log_n, log_d, log_loss=None, noise: str = "student_t") -> None:
+    """Chinchilla law sampled directly on raw log N and log D, NumPyro's usual way."""
+    log_e = numpyro.sample("log_E", dist.Normal(0.0, 5.0))
+    log_a = numpyro.sample("log_A", dist.Normal(0.0, 5.0))
+    log_b = numpyro.sample("log_B", dist.Normal(0.0, 5.0))
+    alpha = numpyro.sample("alpha", dist.HalfNormal(1.0))
+    beta = numpyro.sample("beta", dist.HalfNormal(1.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    mean = jnp.exp(log_e) + jnp.exp(log_a - alpha * log_n) + jnp.exp(log_b - beta * log_d)
+    with numpyro.plate("runs", log_n.shape[0]):
+        if noise == "lognormal":
+            numpyro.sample("log_loss", dist.Normal(jnp.log(mean), sigma), obs=log_loss)
+        else:
+            nu = numpyro.sample("nu", dist.Gamma(2.0, 0.1))
+            numpyro.sample("log_loss", dist.StudentT(nu, jnp.log(mean), sigma), obs=log_loss)
+
+
+def fit_textbook(df, noise: str, sampler: dict) -> MCMC:
+    """Run default NUTS on `textbook_model` in a fresh MCMC object."""
+    num_chains = sampler["num_chains"]
+    mcmc = MCMC(
+        NUTS(textbook_model),
+        num_warmup=sampler["num_warmup"],
+        num_samples=sampler["num_samples"],
+        num_chains=num_chains,
+        chain_method=chain_method(num_chains),
+        progress_bar=False,
+    )
+    data = {
+        "log_n": jnp.asarray(np.log(df["params"].to_numpy())),
+        "log_d": jnp.asarray(np.log(df["tokens"].to_numpy())),
+        "log_loss": jnp.asarray(np.log(df["loss"].to_numpy())),
+    }
+    mcmc.run(jax.random.PRNGKey(0), **data, noise=noise, extra_fields=("num_steps", "diverging"))
+    jax.block_until_ready(mcmc.get_samples())
+    return mcmc
+
+
+def run_textbook(df, noise: str, sampler: dict) -> Row:
+    """Time `fit_textbook` and summarise it in the papers' convention (E, A, B, not logs)."""
+    mcmc, wall = timed(lambda: fit_textbook(df, noise, sampler))
+    samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    posterior = {
+        "E": np.exp(samples["log_E"]),
+        "A": np.exp(samples["log_A"]),
+        "B": np.exp(samples["log_B"]),
+        "alpha": samples["alpha"],
+        "beta": samples["beta"],
+    }
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    return row_from_draws(
+        "textbook NumPyro",
+        noise,
+        wall,
+        posterior,
+        np.asarray(extra["num_steps"]),
+        np.asarray(extra["diverging"]),
+    )
+
+
+# -- driver ---------------------------------------------------------------------------------
+
+
+def sampler_settings(quick: bool, chains: int | None) -> dict:
+    """bayescale's default draws and chains, shrunk by ``--quick`` or overridden by ``--chains``."""
+    defaults = bs.ScalingModel.default_sampler_config
+    draws = 200 if quick else defaults["num_samples"]
+    warmup = 200 if quick else defaults["num_warmup"]
+    return {
+        "num_warmup": warmup,
+        "num_samples": draws,
+        "num_chains": chains or defaults["num_chains"],
+    }
+
+
+def warm_up_jax() -> None:
+    """Pay JAX's one-off backend start-up before anything is timed."""
+    jax.block_until_ready(jax.jit(lambda v: v * 2.0)(jnp.ones(3)))
+
+
+def main() -> None:
+    """Parse flags, run every fit, print the environment and the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200/200 draws, for smoke tests")
+    parser.add_argument("--chains", type=int, default=None, help="chains (default: bayescale's)")
+    args = parser.parse_args()
+    sampler = sampler_settings(args.quick, args.chains)
+
+    warm_up_jax()
+    df = load_data()
+    print(f"## Chinchilla fit: {len(df)} runs, {sampler}\n")
+    print(environment(sampler["num_chains"]) + "\n", flush=True)
+    rows = []
+    for noise in NOISES:
+        rows.append(run_bayescale(df, noise, sampler, "bayescale"))
+        rows.append(run_bayescale(df, noise, sampler, "bayescale (warm)"))
+        rows.append(run_textbook(df, noise, sampler))
+    print(HEADER)
+    for row in rows:
+        print(row.markdown())
+
+
+if __name__ == "__main__":
+    main()
