@@ -75,7 +75,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     print("Forecast for Chinchilla itself (N = 7e10 parameters, D = 1.4e12 tokens):")
     row = fc.iloc[0]
-    print(f"  loss median {row['median']:.3f}, 90% interval [{row['lower']:.3f}, {row['upper']:.3f}]")
+    print(
+        f"  loss median {row['median']:.3f}, 90% interval [{row['lower']:.3f}, {row['upper']:.3f}]"
+    )
     print(f"  P(loss <= {args.target}) = {prob[0]:.3f}")
     alloc = bs.optimal_allocation(post, DEMO_FLOPS, ci_prob=0.9).iloc[0]
     print(f"Compute-optimal allocation at {DEMO_FLOPS:.3g} FLOPs (C = 6 N D):")
@@ -95,9 +97,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     frame = read_table(args.data)
     pooling = _parse_pairs(args.pooling, "--pooling") if args.pooling else None
-    model = bs.ScalingModel(
-        args.law, x=args.x, group=args.group, pooling=pooling, noise=args.noise
-    )
+    model = bs.ScalingModel(args.law, x=args.x, group=args.group, pooling=pooling, noise=args.noise)
     config = {
         "num_warmup": args.num_warmup,
         "num_samples": args.num_samples,
@@ -149,7 +149,7 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``bayescale`` argument parser."""
+    """Build the ``bayescale`` argument parser."""
     from bayescale.laws import LAWS
     from bayescale.noise import NOISES
 

@@ -297,8 +297,8 @@ class ScalingData:
             scales=scale_values,
             response=response,
             y=y,
-            references={name: float(np.exp(np.mean(np.log(v)))) for name, v in scale_values.items()},
-            response_ref=float(np.exp(np.mean(np.log(np.clip(y, 1e-6, None))))),
+            references={name: _geometric_mean(v) for name, v in scale_values.items()},
+            response_ref=_geometric_mean(np.clip(y, 1e-6, None)),
             group=group,
             labels=labels,
             codes=codes,
@@ -349,7 +349,8 @@ class ScalingData:
         if not (self.group and independent):
             return
         counts = np.bincount(self.codes, minlength=len(self.labels))
-        short = [label for label, n in zip(self.labels, counts, strict=True) if n < len(independent)]
+        need = len(independent)
+        short = [label for label, n in zip(self.labels, counts, strict=True) if n < need]
         if short:
             rows = self.rows[np.isin(self.codes, [self.labels.index(s) for s in short])]
             raise DataError(
@@ -357,6 +358,10 @@ class ScalingData:
                 f"{len(independent)} independent parameters {list(independent)} ({_rows(rows)}). "
                 "Pool those parameters (pooling={'name': 'partial'}) or add runs."
             )
+
+
+def _geometric_mean(values: np.ndarray) -> float:
+    return float(np.exp(np.mean(np.log(values))))
 
 
 def _reject_duplicates(frame: pd.DataFrame, columns: Sequence[str]) -> None:

@@ -46,7 +46,7 @@ def _frame_codes(posterior: Posterior, at: pd.DataFrame) -> np.ndarray:
 
 
 def mean_draws(posterior: Posterior, at: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The law's mean at each row of ``at``, per draw, and the per-row parameter draws.
+    """Compute the law's mean at each row of ``at`` per draw, with per-row parameter draws.
 
     Returns
     -------
@@ -228,7 +228,8 @@ def optimal_allocation(
         )
     if spec.group and group is None:
         raise SpecError(
-            f"the fit pools across {spec.group!r}; pass group=... naming one of {list(spec.labels)}."
+            f"the fit pools across {spec.group!r}; pass group=... naming one of "
+            f"{list(spec.labels)}."
         )
     budgets = np.atleast_1d(np.asarray(flops, dtype=np.float64))
     if not np.all(np.isfinite(budgets) & (budgets > 0)):
@@ -269,4 +270,3 @@ def _refined_argmin(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
     curvature = left - 2 * mid + right
     shift = np.where(curvature > 0, 0.5 * (left - right) / np.where(curvature > 0, curvature, 1), 0)
     return grid[i] + np.clip(shift, -1, 1) * step
-

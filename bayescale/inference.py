@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -19,6 +21,24 @@ from bayescale.model import ScalingModel
 from bayescale.posterior import Posterior, from_samples
 
 SAMPLER_KEYS = frozenset(ScalingModel.default_sampler_config)
+
+
+CACHE_ENV = "BAYESCALE_CACHE_DIR"
+
+
+def enable_compilation_cache() -> None:
+    """Keep compiled samplers on disk so a fit of a shape already seen skips compilation.
+
+    Uses ``$BAYESCALE_CACHE_DIR`` (default ``~/.cache/bayescale/xla``); an empty value turns the
+    cache off. A cache the caller configured in JAX is left as it is.
+    """
+    if jax.config.jax_compilation_cache_dir is not None:
+        return
+    directory = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "bayescale" / "xla"))
+    if not directory:
+        return
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def chain_method(num_chains: int) -> str:
@@ -68,6 +88,7 @@ def fit(
     if unknown:
         raise SpecError(f"unknown sampler options {unknown}; known are {sorted(SAMPLER_KEYS)}.")
     config = {**model.default_sampler_config, **sampler_config}
+    enable_compilation_cache()
     spec, scaling_data = model.specify(data)
     x = {name: jnp.asarray(v) for name, v in _law_inputs(spec, scaling_data).items()}
     codes = jnp.asarray(scaling_data.codes)

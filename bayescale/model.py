@@ -134,7 +134,7 @@ class ModelSpec:
         return out
 
     def population(self, latent: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """Population centre (``<name>_mu``) and spread (``<name>_tau``) of partial parameters."""
+        """Return centre (``<name>_mu``) and spread (``<name>_tau``) of partial parameters."""
         out = {}
         for name, param in self.params.items():
             if self.group and self.pooling[name] == "partial":

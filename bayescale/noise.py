@@ -64,4 +64,3 @@ def cdf(
     if noise == "lognormal":
         return scipy.stats.norm.cdf(z)
     return scipy.stats.t.cdf(z, df=params["nu"])
-

@@ -76,19 +76,25 @@ class Diagnostics:
         divergent = int(stats["diverging"].sum())
         max_depth = int((stats["tree_depth"] >= max_tree_depth).sum())
         problems = []
-        worst_rhat = table["r_hat"].idxmax()
-        if table["r_hat"].max() > RHAT_MAX:
+        undefined = table.index[table[["r_hat", "ess_bulk", "ess_tail"]].isna().any(axis=1)]
+        if len(undefined):
             problems.append(
-                f"R-hat {table['r_hat'].max():.3f} for '{worst_rhat}' (should be <= {RHAT_MAX}): "
+                f"R-hat or ESS could not be computed for {list(undefined)}: too few draws or "
+                "chains. Run longer (num_samples=1000, num_chains=4)."
+            )
+        rhat = table["r_hat"].fillna(-np.inf)
+        if rhat.max() > RHAT_MAX:
+            problems.append(
+                f"R-hat {rhat.max():.3f} for '{rhat.idxmax()}' (should be <= {RHAT_MAX}): "
                 "chains disagree. Run longer (num_warmup=2000, num_samples=2000) or simplify "
                 "the pooling."
             )
         ess_min = ESS_MIN_PER_CHAIN * num_chains
         for column, what in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
-            worst = table[column].idxmin()
-            if table[column].min() < ess_min:
+            ess = table[column].fillna(np.inf)
+            if ess.min() < ess_min:
                 problems.append(
-                    f"{what} ESS {table[column].min():.0f} for '{worst}' (should be >= "
+                    f"{what} ESS {ess.min():.0f} for '{ess.idxmin()}' (should be >= "
                     f"{ess_min}): too few effective draws for reliable intervals. Run longer "
                     "(num_samples=4000)."
                 )
@@ -148,7 +154,9 @@ class Posterior:
         self.diagnostics = Diagnostics.from_idata(idata, int(meta["sampler"]["max_tree_depth"]))
 
     def __repr__(self) -> str:
-        group = f", group={self.spec.group!r} ({len(self.spec.labels)} groups)" if self.spec.group else ""
+        group = ""
+        if self.spec.group:
+            group = f", group={self.spec.group!r} ({len(self.spec.labels)} groups)"
         return (
             f"<Posterior law={self.spec.law!r}{group}, noise={self.spec.noise!r}, "
             f"{self.diagnostics.num_draws} draws, diagnostics "
@@ -315,7 +323,7 @@ def load(path: str | os.PathLike[str]) -> Posterior:
         ) from err
     raw = idata.posterior.attrs.get(_META_KEY) if "posterior" in idata.groups() else None
     if raw is None:
-        raise LoadError(f"{str(path)!r} holds no bayescale metadata; it was not saved by bayescale.")
+        raise LoadError(f"{str(path)!r} holds no bayescale metadata; bayescale did not save it.")
     try:
         meta = json.loads(raw)
         if meta.get("schema_version") != SCHEMA_VERSION:
@@ -330,7 +338,7 @@ def load(path: str | os.PathLike[str]) -> Posterior:
             raise
         raise LoadError(f"{str(path)!r} has damaged bayescale metadata ({err}).") from err
     if spec.digest() != meta.get("spec_sha256"):
-        raise LoadError(f"{str(path)!r}: the model spec does not match its checksum; it was edited.")
+        raise LoadError(f"{str(path)!r}: the model spec does not match its checksum (edited).")
     if spec.law not in LAWS:
         raise LoadError(
             f"{str(path)!r} was fitted with law {spec.law!r}, which is not registered here. Import "

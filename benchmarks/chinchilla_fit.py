@@ -12,11 +12,11 @@ Measures, on this machine and in one process, fits of L = E + A N^-alpha + B D^-
   Student-t or Normal noise on log loss, NumPyro's default NUTS (diagonal mass matrix), the same
   chains, draws and chain method as bayescale.
 
-Columns: wall time of the whole fit call (a fresh MCMC object, compilation included), min bulk and
-tail ESS over E, A, alpha, B, beta (ArviZ), ESS/s (min bulk ESS / wall), gradient evaluations per
-draw (mean NUTS leapfrog steps after warmup), divergences and max-tree-depth hits after warmup,
-max R-hat over the law parameters, and posterior medians of alpha and beta as a sanity check that
-the fits agree.
+Columns: wall time of the whole fit call (a fresh MCMC object, compilation included); the part
+of it JAX spent tracing and compiling (from ``jax.monitoring`` events); min bulk and tail ESS
+over E, A, alpha, B, beta (ArviZ); ESS/s (min bulk ESS / wall); gradient evaluations per draw
+(mean NUTS leapfrog steps after warmup); divergences and max-tree-depth hits after warmup; max
+R-hat over the law parameters; posterior medians of alpha and beta, to check the fits agree.
 
 Run from the repository root::
 
@@ -49,6 +49,7 @@ from bayescale.inference import chain_method
 LAW_PARAMS = ["E", "A", "alpha", "B", "beta"]
 NOISES = ("student_t", "lognormal")
 MAX_TREE_DEPTH = 10  # NumPyro's default, also bayescale's
+COMPILE_EVENTS = "/jax/core/compile/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Row:
     model: str
     noise: str
     wall_s: float
+    compile_s: float
     ess_bulk: float
     ess_tail: float
     steps_per_draw: float
@@ -73,6 +75,7 @@ class Row:
             self.model,
             self.noise,
             f"{self.wall_s:.1f}",
+            f"{self.compile_s:.1f}",
             f"{self.ess_bulk:.0f}",
             f"{self.ess_tail:.0f}",
             f"{self.ess_bulk / self.wall_s:.1f}",
@@ -86,9 +89,9 @@ class Row:
 
 
 HEADER = (
-    "| model | noise | wall s | min bulk ESS | min tail ESS | ESS/s | grad evals/draw "
+    "| model | noise | wall s | compile s | min bulk ESS | min tail ESS | ESS/s | grad evals/draw "
     "| divergences | max-depth hits | max R-hat | alpha / beta (median) |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -122,6 +125,7 @@ def row_from_draws(
     model: str,
     noise: str,
     wall_s: float,
+    compile_s: float,
     posterior: dict[str, np.ndarray],
     num_steps: np.ndarray,
     diverging: np.ndarray,
@@ -135,6 +139,7 @@ def row_from_draws(
         model=model,
         noise=noise,
         wall_s=wall_s,
+        compile_s=compile_s,
         ess_bulk=min(float(bulk[k]) for k in LAW_PARAMS),
         ess_tail=min(float(tail[k]) for k in LAW_PARAMS),
         steps_per_draw=float(np.mean(num_steps)),
@@ -146,11 +151,36 @@ def row_from_draws(
     )
 
 
-def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    """Call ``fn`` and return its result and wall time in seconds."""
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
+def _union_length(spans: list[tuple[float, float]]) -> float:
+    """Total length covered by possibly nested or overlapping ``(start, end)`` spans."""
+    total, reach = 0.0, -np.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def timed(fn: Callable[[], object]) -> tuple[object, float, float]:
+    """Call ``fn``; return its result, wall time and time JAX spent compiling, in seconds.
+
+    Compile time is the union of JAX's tracing, lowering and XLA compile spans (its
+    ``/jax/core/compile/*`` monitoring events), which nest inside one another.
+    """
+    spans: list[tuple[float, float]] = []
+
+    def listen(event: str, start: float, end: float, **_: object) -> None:
+        if event.startswith(COMPILE_EVENTS):
+            spans.append((start, end))
+
+    jax.monitoring.register_event_time_span_listener(listen)
+    try:
+        start = time.perf_counter()
+        result = fn()
+        wall = time.perf_counter() - start
+    finally:
+        jax.monitoring.unregister_event_time_span_listener(listen)
+    return result, wall, _union_length(spans)
 
 
 # -- bayescale ------------------------------------------------------------------------------
@@ -162,11 +192,11 @@ def run_bayescale(df, noise: str, sampler: dict, label: str) -> Row:
     with warnings.catch_warnings():
         # Failed diagnostics show in the table; the warning text would only repeat them.
         warnings.simplefilter("ignore", bs.SamplingWarning)
-        post, wall = timed(lambda: model.fit(df, seed=0, progress_bar=False, **sampler))
+        post, wall, compile_s = timed(lambda: model.fit(df, seed=0, progress_bar=False, **sampler))
     posterior = {k: post.idata.posterior[k].values for k in LAW_PARAMS}
     stats = post.idata.sample_stats
     return row_from_draws(
-        label, noise, wall, posterior, stats["n_steps"].values, stats["diverging"].values
+        label, noise, wall, compile_s, posterior, stats["n_steps"].values, stats["diverging"].values
     )
 
 
@@ -213,7 +243,7 @@ def fit_textbook(df, noise: str, sampler: dict) -> MCMC:
 
 def run_textbook(df, noise: str, sampler: dict) -> Row:
     """Time `fit_textbook` and summarise it in the papers' convention (E, A, B, not logs)."""
-    mcmc, wall = timed(lambda: fit_textbook(df, noise, sampler))
+    mcmc, wall, compile_s = timed(lambda: fit_textbook(df, noise, sampler))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     posterior = {
         "E": np.exp(samples["log_E"]),
@@ -227,6 +257,7 @@ def run_textbook(df, noise: str, sampler: dict) -> Row:
         "textbook NumPyro",
         noise,
         wall,
+        compile_s,
         posterior,
         np.asarray(extra["num_steps"]),
         np.asarray(extra["diverging"]),

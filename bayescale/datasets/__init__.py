@@ -54,7 +54,7 @@ def load(name: str) -> pd.DataFrame:
 
 
 def source(name: str) -> str:
-    """The source note (origin, license, columns) of a bundled dataset."""
+    """Return the source note (origin, license, columns) of a bundled dataset."""
     if name not in _FILES:
         raise DataError(f"no bundled dataset {name!r}; bundled datasets are {names()}.")
     return resources.files(__name__).joinpath(f"{_FILES[name]}.SOURCE.md").read_text()

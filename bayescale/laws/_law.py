@@ -148,7 +148,7 @@ class Law:
                 )
 
     def check(self) -> None:
-        """Evaluate the law at its prior medians and raise if the value or gradient is not finite."""
+        """Raise `SpecError` unless value and gradient are finite at the prior medians."""
         params = {name: _prior_median(p) for name, p in self.params.items()}
         x = {name: jnp.linspace(-3.0, 3.0, 7) for name in self.inputs}
 

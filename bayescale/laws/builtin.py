@@ -58,9 +58,7 @@ EXPONENT = Param(
 
 
 def _power_predict(params: Mapping[str, jax.Array], x: Mapping[str, jax.Array]) -> jax.Array:
-    log_mean = jnp.logaddexp(
-        jnp.log(params["E"]), jnp.log(params["A"]) - params["alpha"] * x["x"]
-    )
+    log_mean = jnp.logaddexp(jnp.log(params["E"]), jnp.log(params["A"]) - params["alpha"] * x["x"])
     return jnp.exp(log_mean)
 
 
