@@ -297,8 +297,8 @@ def from_samples(
             spec.response: ["run"],
             **{c: ["run"] for c in constant},
         },
-        attrs={_META_KEY: json.dumps(meta, sort_keys=True)},
     )
+    idata.posterior.attrs[_META_KEY] = json.dumps(meta, sort_keys=True)
     return Posterior(idata, spec, meta)
 
 
