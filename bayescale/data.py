@@ -325,6 +325,22 @@ class ScalingData:
             values = {name: scale_column(frame, name) for name in self.references}
         return {name: np.log(values[name] / ref) for name, ref in self.references.items()}
 
+    def require_positive_response(self) -> None:
+        """Require a response > 0, as noise models on the log of the response need.
+
+        Raises
+        ------
+        DataError
+            If some responses are 0.
+        """
+        zero = self.y <= 0
+        if zero.any():
+            raise DataError(
+                f"column {self.response!r} must be > 0 for a noise model on its log; "
+                f"{_rows(self.rows[zero], self.y[zero])}. Remove those runs, or model the error "
+                "rate 1 - metric if it is the one that stays above 0."
+            )
+
     def check_enough_runs(self, num_params: int, independent: Sequence[str]) -> None:
         """Require at least as many runs as free parameters, overall and per group.
 

@@ -27,10 +27,16 @@ if TYPE_CHECKING:
 def _as_prior(name: str, value: object) -> Prior:
     if isinstance(value, Prior):
         return value
+    pair = None
     if isinstance(value, Mapping) and set(value) == {"loc", "scale"}:
-        return Prior(float(value["loc"]), float(value["scale"]))
-    if isinstance(value, tuple | list) and len(value) == 2:
-        return Prior(float(value[0]), float(value[1]))
+        pair = (value["loc"], value["scale"])
+    elif isinstance(value, tuple | list) and len(value) == 2:
+        pair = tuple(value)
+    if pair is not None:
+        try:
+            return Prior(float(pair[0]), float(pair[1]))
+        except (TypeError, ValueError):
+            pass
     raise SpecError(
         f"prior for {name!r} must be a Prior, a (loc, scale) pair or {{'loc': ..., 'scale': ...}} "
         f"(Normal on the log of a positive parameter); got {value!r} instead."
@@ -283,12 +289,18 @@ class ScalingModel:
         params = {**law.params, **NOISE_PARAMS[self.noise]}
         if isinstance(frame, ScalingData):
             data = frame
+            if data.group != self.group:
+                raise SpecError(
+                    f"the model groups by {self.group!r} but the ScalingData was built with "
+                    f"group={data.group!r}; build both with the same group column."
+                )
             columns = self._columns(law, pd.DataFrame(columns=list(data.scales)))
         else:
             columns = self._columns(law, frame)
             data = ScalingData.from_frame(
                 frame, scales=list(columns.values()), response=None, group=self.group
             )
+        data.require_positive_response()
         pooling = self._pooling(params)
         priors = self._priors(params, data.response_ref)
         independent = [n for n in law.params if self.group and pooling[n] == "independent"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import ScalingData
-from bayescale.errors import LoadError
+from bayescale.errors import LoadError, SpecError
 from bayescale.laws import LAWS
 from bayescale.model import ModelSpec
 
@@ -208,7 +208,7 @@ class Posterior:
             ``lower``, ``upper``, ``mcse_mean``, ``r_hat``, ``ess_bulk``, ``ess_tail``.
         """
         if not 0 < ci_prob < 1:
-            raise ValueError(f"ci_prob must lie in (0, 1); got {ci_prob}.")
+            raise SpecError(f"ci_prob must lie strictly between 0 and 1; got {ci_prob!r}.")
         stats = az.summary(self.idata, kind="stats", round_to="none")[["mean", "sd"]]
         tail = (1 - ci_prob) / 2
         quantiles = az.summary(
