@@ -10,7 +10,14 @@ with warnings.catch_warnings():
 
 from bayescale import datasets
 from bayescale.data import ScalingData
-from bayescale.decisions import forecast, optimal_allocation, predictive_draws, prob_reached
+from bayescale.decisions import (
+    fitted_runs,
+    forecast,
+    law_curve,
+    optimal_allocation,
+    predictive_draws,
+    prob_reached,
+)
 from bayescale.errors import (
     BayescaleError,
     DataError,
@@ -22,7 +29,9 @@ from bayescale.errors import (
 from bayescale.inference import fit
 from bayescale.laws import LAWS, Law, Param, Prior, get_law, register_law
 from bayescale.model import ModelSpec, ScalingModel
+from bayescale.plots import plot_fit, plot_predicted_vs_observed
 from bayescale.posterior import Diagnostics, Posterior, load
+from bayescale.report import write_report
 
 try:
     __version__ = metadata.version("bayescale")
@@ -48,11 +57,16 @@ __all__ = [
     "__version__",
     "datasets",
     "fit",
+    "fitted_runs",
     "forecast",
     "get_law",
+    "law_curve",
     "load",
     "optimal_allocation",
+    "plot_fit",
+    "plot_predicted_vs_observed",
     "predictive_draws",
     "prob_reached",
     "register_law",
+    "write_report",
 ]

@@ -148,6 +148,18 @@ def _cmd_forecast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    import bayescale as bs
+    from bayescale.report import write_report
+
+    post = bs.load(args.fit)
+    path = write_report(post, args.out, title=args.title or f"bayescale fit: {args.fit}")
+    print(f"Wrote {path}")
+    for problem in post.diagnostics.problems:
+        print("WARNING: " + problem)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``bayescale`` argument parser."""
     from bayescale.laws import LAWS
@@ -197,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--kind", choices=("predictive", "mean"), default="predictive")
     forecast.add_argument("--json", action="store_true", help="print JSON instead of a table")
     forecast.set_defaults(run=_cmd_forecast)
+
+    report = commands.add_parser("report", help="write an HTML or Markdown report of a saved fit")
+    report.add_argument("fit", help="netCDF file written by 'bayescale fit'")
+    report.add_argument("--out", required=True, help="report path ending in .html or .md")
+    report.add_argument("--title", help="report title")
+    report.set_defaults(run=_cmd_report)
     return parser
 
 

@@ -270,3 +270,65 @@ def _refined_argmin(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
     curvature = left - 2 * mid + right
     shift = np.where(curvature > 0, 0.5 * (left - right) / np.where(curvature > 0, curvature, 1), 0)
     return grid[i] + np.clip(shift, -1, 1) * step
+
+
+def fitted_runs(posterior: Posterior, ci_prob: float = 0.9) -> pd.DataFrame:
+    """Posterior predictive interval at each fitted run, beside what was observed.
+
+    Returns
+    -------
+    DataFrame
+        One row per run: its scale (and group) columns, ``observed``, ``median``, ``lower``,
+        ``upper``.
+    """
+    data = posterior.data
+    runs = pd.DataFrame(dict(data.scales), index=data.rows)
+    if data.group:
+        runs[data.group] = [data.labels[c] for c in data.codes]
+    table = forecast(posterior, runs, ci_prob)
+    return pd.concat([runs.assign(observed=data.y), table[["median", "lower", "upper"]]], axis=1)
+
+
+def law_curve(
+    posterior: Posterior,
+    *,
+    num: int = 100,
+    extend_decades: float = 1.0,
+    ci_prob: float = 0.9,
+) -> pd.DataFrame:
+    """Compute the law's posterior band along its one scale, per group, past the largest run.
+
+    Parameters
+    ----------
+    posterior : Posterior
+        A fit of a law of one scale column.
+    num : int, default 100
+        Grid points per group.
+    extend_decades : float, default 1.0
+        How far past the largest run the grid goes, in decades of the scale.
+    ci_prob : float, default 0.9
+        Mass of the band.
+
+    Returns
+    -------
+    DataFrame
+        The scale column (and group), ``median``, ``lower``, ``upper`` of the law's mean.
+    """
+    spec = posterior.spec
+    if len(spec.columns) != 1:
+        raise SpecError(
+            f"law_curve draws a law of one scale; law {spec.law!r} reads "
+            f"{list(spec.columns.values())}. Use fitted_runs instead."
+        )
+    column = next(iter(spec.columns.values()))
+    values = posterior.data.scales[column]
+    grid = np.logspace(np.log10(values.min()), np.log10(values.max()) + extend_decades, num)
+    labels = list(spec.labels) if spec.group else [None]
+    frames = []
+    for label in labels:
+        frame = pd.DataFrame({column: grid})
+        if label is not None:
+            frame[spec.group] = label
+        frames.append(frame)
+    at = pd.concat(frames, ignore_index=True)
+    return pd.concat([at, forecast(posterior, at, ci_prob, kind="mean")], axis=1)

@@ -14,6 +14,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pandas as pd
+from numpyro.distributions import constraints
 
 from bayescale.data import ScalingData, default_scale
 from bayescale.errors import SpecError
@@ -67,6 +68,10 @@ class ModelSpec:
         Prior of every parameter on the unconstrained scale, in absolute units.
     group_sd : dict of str to float
         HalfNormal scale of the between-group sd, per partially pooled parameter.
+    centred : tuple of str
+        Partially pooled parameters sampled in the centred form (group values drawn directly
+        around the population centre) instead of the non-centred one. Both forms define the
+        same posterior; they differ only in how well NUTS moves through it.
     references : dict of str to float
         Reference scale per column.
     response_ref : float
@@ -84,6 +89,7 @@ class ModelSpec:
     group_sd: dict[str, float]
     references: dict[str, float]
     response_ref: float
+    centred: tuple[str, ...] = ()
 
     @property
     def law_obj(self) -> Law:
@@ -103,6 +109,7 @@ class ModelSpec:
         """JSON-friendly form."""
         out = dataclasses.asdict(self)
         out["labels"] = list(self.labels)
+        out["centred"] = list(self.centred)
         out["priors"] = {k: [p.loc, p.scale] for k, p in self.priors.items()}
         return out
 
@@ -111,6 +118,7 @@ class ModelSpec:
         """Inverse of `to_dict`."""
         values = dict(values)
         values["labels"] = tuple(values["labels"])
+        values["centred"] = tuple(values.get("centred", ()))
         values["priors"] = {k: Prior(*v) for k, v in values["priors"].items()}
         return cls(**values)
 
@@ -122,46 +130,104 @@ class ModelSpec:
     # -- the model itself -------------------------------------------------------------------
 
     def constrain(self, latent: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-        """Map standardised latent draws to parameters (reference convention).
+        """Map latent draws to parameters (reference convention).
 
         Shared parameters come back as scalars, per-group ones with a trailing group axis.
         A leading draws axis, when present, is kept.
         """
         out = {}
         for name, param in self.params.items():
-            prior = self.priors[name]
-            pooling = self.pooling[name] if self.group else "shared"
-            if pooling == "partial":
-                centre = prior.loc + prior.scale * latent[f"{name}_mu_z"]
-                u = centre[..., None] + latent[f"{name}_tau"][..., None] * latent[f"{name}_z"]
+            partial = self.group is not None and self.pooling[name] == "partial"
+            if param.coordinate == "log" or param.support != "positive":
+                prior = self.priors[name]
+                if partial:
+                    centre = prior.loc + prior.scale * latent[f"{name}_mu_z"]
+                    u = centre[..., None] + latent[f"{name}_tau"][..., None] * latent[f"{name}_z"]
+                else:
+                    u = prior.loc + prior.scale * latent[f"{name}_z"]
+                out[name] = _from_unconstrained(param.support, u)
             else:
-                u = prior.loc + prior.scale * latent[f"{name}_z"]
-            out[name] = _from_unconstrained(param.support, u)
+                t = self._coordinate(name, latent)
+                if partial and name in self.centred:
+                    t = latent[f"{name}_group"]
+                elif partial:
+                    t = t[..., None] * (1 + latent[f"{name}_tau"][..., None] * latent[f"{name}_z"])
+                out[name] = _from_coordinate(param.coordinate, t, self._softness(name))
         return out
 
     def population(self, latent: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """Return centre (``<name>_mu``) and spread (``<name>_tau``) of partial parameters."""
         out = {}
         for name, param in self.params.items():
-            if self.group and self.pooling[name] == "partial":
+            if not (self.group and self.pooling[name] == "partial"):
+                continue
+            if param.coordinate == "log" or param.support != "positive":
                 prior = self.priors[name]
                 centre = prior.loc + prior.scale * latent[f"{name}_mu_z"]
                 out[f"{name}_mu"] = _from_unconstrained(param.support, centre)
-                out[f"{name}_tau"] = latent[f"{name}_tau"]
+            else:
+                t = self._coordinate(name, latent)
+                out[f"{name}_mu"] = _from_coordinate(param.coordinate, t, self._softness(name))
+            out[f"{name}_tau"] = latent[f"{name}_tau"]
         return out
 
+    def _prior_centre(self, name: str) -> float:
+        """Prior median of a parameter, in its sampling coordinate."""
+        median = float(np.exp(self.priors[name].loc))
+        return 1.0 / median if self.params[name].coordinate == "reciprocal" else median
+
+    def _softness(self, name: str) -> float:
+        return _SOFTNESS * self._prior_centre(name)
+
+    def _coordinate(self, name: str, latent: Mapping[str, jax.Array]) -> jax.Array:
+        """Return the sampling coordinate of a shared, independent or population-centre latent."""
+        partial = self.group is not None and self.pooling[name] == "partial"
+        v = latent[f"{name}_mu_v" if partial else f"{name}_v"]
+        return self._prior_centre(name) * (1 + v)
+
+    def _prior_log_density(self, name: str, t: jax.Array) -> jax.Array:
+        """Log prior of the value at coordinate ``t``, per unit of its latent (Jacobian in)."""
+        param, prior = self.params[name], self.priors[name]
+        softness = self._softness(name)
+        value = _from_coordinate(param.coordinate, t, softness)
+        log_value = jnp.log(value)
+        log_jacobian = jnp.log(self._prior_centre(name)) + jax.nn.log_sigmoid(t / softness)
+        if param.coordinate == "reciprocal":
+            log_jacobian = log_jacobian + 2 * log_value
+        return dist.Normal(prior.loc, prior.scale).log_prob(log_value) - log_value + log_jacobian
+
     def numpyro_model(self, x: Mapping[str, jax.Array], codes: jax.Array, log_y=None) -> None:
-        """NumPyro model: standardised (non-centred) latents, the law, noise on log response."""
+        """NumPyro model: latents per parameter and pooling, the law, noise on log response."""
         latent = {}
         num_groups = len(self.labels)
-        for name in self.params:
+        for name, param in self.params.items():
             pooling = self.pooling[name] if self.group else "shared"
+            shape = (num_groups,) if pooling != "shared" else ()
+            if param.coordinate == "log" or param.support != "positive":
+                if pooling == "partial":
+                    latent[f"{name}_mu_z"] = numpyro.sample(f"{name}_mu_z", dist.Normal())
+            else:
+                site = f"{name}_mu_v" if pooling == "partial" else f"{name}_v"
+                own = () if pooling == "partial" else shape
+                latent[site] = numpyro.sample(
+                    site, dist.ImproperUniform(constraints.real, (), event_shape=own)
+                )
+                prior = self._prior_log_density(name, self._coordinate(name, latent))
+                numpyro.factor(f"{name}_prior", jnp.sum(prior))
+                if pooling != "partial":
+                    continue
             if pooling == "partial":
-                latent[f"{name}_mu_z"] = numpyro.sample(f"{name}_mu_z", dist.Normal())
                 latent[f"{name}_tau"] = numpyro.sample(
                     f"{name}_tau", dist.HalfNormal(self.group_sd[name])
                 )
-            shape = (num_groups,) if pooling != "shared" else ()
+            if pooling == "partial" and name in self.centred:
+                centre = self._coordinate(name, latent)
+                softness = self._softness(name)
+                spread = softness * jax.nn.softplus(centre / softness) * latent[f"{name}_tau"]
+                latent[f"{name}_group"] = numpyro.sample(
+                    f"{name}_group", dist.Normal(centre, spread).expand(shape).to_event(1)
+                )
+                continue
             latent[f"{name}_z"] = numpyro.sample(
                 f"{name}_z", dist.Normal().expand(shape).to_event(len(shape))
             )
@@ -198,6 +264,38 @@ class ModelSpec:
             log_ref = np.log(self.references[self.columns[scale]])
             out[amp] = np.exp(np.log(amplitude) + sign * power * log_ref)
         return out
+
+
+# Kink of the soft positivity map of linear and reciprocal coordinates, as a fraction of the
+# prior median: the map is the identity above it and bends smoothly to stay > 0 below it.
+_SOFTNESS = 0.05
+
+
+# Partial pooling is sampled centred when the groups are many and each well measured: there the
+# data pin every group's value, and the non-centred form bends into a narrow ridge. With few
+# groups the spread between them is weakly identified and may approach zero, where the centred
+# form has a funnel, so they stay non-centred. The posterior is the same either way.
+CENTRED_MIN_GROUPS = 5
+CENTRED_MIN_RUNS = 10
+
+
+def _centred(
+    params: Mapping[str, Param], pooling: Mapping[str, str], data: ScalingData
+) -> tuple[str, ...]:
+    counts = np.bincount(data.codes, minlength=len(data.labels))
+    if len(data.labels) < CENTRED_MIN_GROUPS or counts.min() < CENTRED_MIN_RUNS:
+        return ()
+    return tuple(
+        name
+        for name, param in params.items()
+        if pooling[name] == "partial" and param.coordinate != "log"
+    )
+
+
+def _from_coordinate(coordinate: str, t: jax.Array, softness: float) -> jax.Array:
+    """Positive value from a linear or reciprocal sampling coordinate ``t``."""
+    positive = softness * jax.nn.softplus(t / softness)
+    return 1.0 / positive if coordinate == "reciprocal" else positive
 
 
 def _from_unconstrained(support: str, u: jax.Array) -> jax.Array:
@@ -306,6 +404,7 @@ class ScalingModel:
         independent = [n for n in law.params if self.group and pooling[n] == "independent"]
         data.check_enough_runs(len(law.params), independent)
         spec = ModelSpec(
+            centred=_centred(params, pooling, data) if self.group else (),
             law=law.name,
             columns=columns,
             response=data.response,

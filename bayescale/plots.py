@@ -1,13 +1,10 @@
-"""Figures. Each function draws numbers it is given (from `bayescale.decisions`) and computes none."""
+"""Figures: each function draws numbers it is given (from `bayescale.decisions`)."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
 
 
 def plot_fit(
@@ -47,7 +44,11 @@ def plot_fit(
         sel_curve = curve if label is None else curve[curve[group] == label]
         name = "" if label is None else f"{label}: "
         ax.fill_between(
-            sel_curve[x], sel_curve["lower"], sel_curve["upper"], color=colour, alpha=0.25,
+            sel_curve[x],
+            sel_curve["lower"],
+            sel_curve["upper"],
+            color=colour,
+            alpha=0.25,
             label=f"{name}{ci_prob:.0%} interval",
         )
         ax.plot(sel_curve[x], sel_curve["median"], color=colour, label=f"{name}median")

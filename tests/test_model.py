@@ -177,14 +177,16 @@ def test_user_priors_are_absolute(runs, given):
 
 
 def test_constrain_zero_latents_gives_prior_medians(grouped_spec):
+    # Zero latents sit at the prior median, whatever coordinate a parameter is sampled in.
     latent = {}
-    for name in grouped_spec.params:
+    for name, param in grouped_spec.params.items():
+        log_coordinate = param.coordinate == "log"
         if grouped_spec.per_group(name):
-            latent[f"{name}_mu_z"] = jnp.zeros(())
+            latent[f"{name}_mu_z" if log_coordinate else f"{name}_mu_v"] = jnp.zeros(())
             latent[f"{name}_tau"] = jnp.asarray(0.3)
             latent[f"{name}_z"] = jnp.zeros(2)
         else:
-            latent[f"{name}_z"] = jnp.zeros(())
+            latent[f"{name}_z" if log_coordinate else f"{name}_v"] = jnp.zeros(())
     values = grouped_spec.constrain(latent)
     for name, value in values.items():
         expected = math.exp(grouped_spec.priors[name].loc)

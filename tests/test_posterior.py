@@ -322,14 +322,17 @@ def test_population_amplitude_is_in_the_papers_convention(gadre_c4_runs, rng):
     spec, data = ScalingModel("power", x="flops", group="dataset").specify(gadre_c4_runs)
     assert spec.pooling["A"] == "partial" and spec.pooling["alpha"] == "shared"
     chains, draws, groups = 2, 50, len(spec.labels)
-    latent = {}  # standardised latents, kept near the prior centre (0.3 sd)
-    for name in spec.params:
+    # Latents kept near the prior centre: 0.3 sd of a log-coordinate latent, 5% of the prior
+    # median for a linear or reciprocal one (whose latent is a relative change).
+    latent = {}
+    for name, param in spec.params.items():
+        suffix, sd = ("z", 0.3) if param.coordinate == "log" else ("v", 0.05)
         if spec.per_group(name):
-            latent[f"{name}_mu_z"] = rng.normal(0, 0.3, size=(chains, draws))
+            latent[f"{name}_mu_{suffix}"] = rng.normal(0, sd, size=(chains, draws))
             latent[f"{name}_tau"] = rng.uniform(1e-9, 2e-9, size=(chains, draws))
             latent[f"{name}_z"] = rng.normal(0, 0.3, size=(chains, draws, groups))
         else:
-            latent[f"{name}_z"] = rng.normal(0, 0.3, size=(chains, draws))
+            latent[f"{name}_{suffix}"] = rng.normal(0, sd, size=(chains, draws))
     post = from_samples(
         spec,
         data,
@@ -349,6 +352,7 @@ def test_population_amplitude_is_in_the_papers_convention(gadre_c4_runs, rng):
                 posterior[name].sel(dataset=label).values, posterior[f"{name}_mu"].values, rtol=1e-5
             )
     # And the conversion is not the identity: paper A is A_ref * reference ** alpha.
-    a_ref = np.exp(spec.priors["A"].loc + spec.priors["A"].scale * latent["A_mu_z"])
+    # A is sampled on the linear scale: its centre is the prior median times (1 + latent).
+    a_ref = np.exp(spec.priors["A"].loc) * (1 + latent["A_mu_v"])
     expected = a_ref * spec.references["flops"] ** posterior["alpha"].values
     np.testing.assert_allclose(posterior["A_mu"].values, expected, rtol=1e-5)

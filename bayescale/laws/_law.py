@@ -15,8 +15,10 @@ from bayescale.errors import SpecError
 
 Support = Literal["positive", "unit", "real"]
 Pooling = Literal["shared", "partial", "independent"]
+Coordinate = Literal["log", "linear", "reciprocal"]
 SUPPORTS: tuple[str, ...] = ("positive", "unit", "real")
 POOLINGS: tuple[str, ...] = ("shared", "partial", "independent")
+COORDINATES: tuple[str, ...] = ("log", "linear", "reciprocal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +72,14 @@ class Param:
         the reference scale). Its default prior is then centred on the data's typical response:
         ``prior.loc`` is shifted by ``log(response_ref)``.
     group_sd : float, default 0.5
-        Scale of the HalfNormal prior on the between-group standard deviation of the
-        unconstrained value under partial pooling.
+        Scale of the HalfNormal prior on the relative between-group standard deviation under
+        partial pooling (about the sd of the log of the value across groups).
+    coordinate : {"log", "linear", "reciprocal"}, default "log"
+        Coordinate NUTS moves in, for a positive parameter: its log, the value itself, or its
+        reciprocal. It changes the sampler's geometry, never the prior. Offsets and amplitudes
+        of a saturating law sample best on the linear scale and exponents as reciprocals: along
+        the ridge the data leave free (fixed loss and slope at the reference), ``E``, ``A_ref``
+        and ``1/alpha`` move on a straight line, while their logs bend.
     reason : str
         Why the default prior is what it is (shown in docs and reports).
     """
@@ -81,11 +89,19 @@ class Param:
     pooling: Pooling = "shared"
     response_units: bool = False
     group_sd: float = 0.5
+    coordinate: Coordinate = "log"
     reason: str = ""
 
     def __post_init__(self) -> None:
         if self.support not in SUPPORTS:
             raise SpecError(f"support must be one of {SUPPORTS}; got {self.support!r}.")
+        if self.coordinate not in COORDINATES:
+            raise SpecError(f"coordinate must be one of {COORDINATES}; got {self.coordinate!r}.")
+        if self.coordinate != "log" and self.support != "positive":
+            raise SpecError(
+                f"coordinate {self.coordinate!r} is for positive parameters; this one has "
+                f"support {self.support!r}."
+            )
         if self.pooling not in POOLINGS:
             raise SpecError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}.")
 

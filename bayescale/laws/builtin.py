@@ -31,6 +31,7 @@ IRREDUCIBLE = Param(
     prior=Prior(math.log(0.5), 1.0),
     pooling="partial",
     response_units=True,
+    coordinate="linear",
     reason=(
         "irreducible loss: median half the typical loss, 95% between 0.07x and 3.5x it; it is "
         "usually a large fraction of observed loss, and the data decide where."
@@ -41,6 +42,7 @@ AMPLITUDE = Param(
     prior=Prior(math.log(0.25), 1.5),
     pooling="partial",
     response_units=True,
+    coordinate="linear",
     reason=(
         "size of the reducible term at the reference scale: median a quarter of the typical "
         "loss, sd of 1.5 on the log scale (95% from 1/80x to 5x)."
@@ -50,6 +52,7 @@ EXPONENT = Param(
     support="positive",
     prior=Prior(math.log(0.3), 1.0),
     pooling="shared",
+    coordinate="reciprocal",
     reason=(
         "power-law exponent: median 0.3, 95% between 0.04 and 2.1, which spans published "
         "exponents (0.05 for loss against compute to about 0.7 for data-limited curves)."
