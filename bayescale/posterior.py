@@ -68,8 +68,20 @@ class Diagnostics:
         return not self.problems
 
     @classmethod
-    def from_idata(cls, idata: az.InferenceData, max_tree_depth: int) -> Diagnostics:
-        """Compute the diagnostics of ``idata`` with ArviZ."""
+    def from_idata(
+        cls,
+        idata: az.InferenceData,
+        max_tree_depth: int,
+        sampler: Mapping[str, Any] | None = None,
+    ) -> Diagnostics:
+        """Compute the diagnostics of ``idata`` with ArviZ.
+
+        ``sampler`` (the settings the fit ran with) makes each remedy a concrete next setting.
+        """
+        sampler = dict(sampler or {})
+        num_warmup = int(sampler.get("num_warmup", 1000))
+        num_samples = int(sampler.get("num_samples", 1000))
+        target_accept = float(sampler.get("target_accept_prob", 0.8))
         table = az.summary(idata, kind="diagnostics", round_to="none")
         stats = idata.sample_stats
         num_chains = idata.posterior.sizes["chain"]
@@ -86,29 +98,35 @@ class Diagnostics:
         if rhat.max() > RHAT_MAX:
             problems.append(
                 f"R-hat {rhat.max():.3f} for '{rhat.idxmax()}' (should be <= {RHAT_MAX}): "
-                "chains disagree. Run longer (num_warmup=2000, num_samples=2000) or simplify "
-                "the pooling."
+                f"chains disagree. Run longer (num_warmup={2 * num_warmup}, "
+                f"num_samples={2 * num_samples}) or simplify the pooling."
             )
         ess_min = ESS_MIN_PER_CHAIN * num_chains
         for column, what in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
             ess = table[column].fillna(np.inf)
             if ess.min() < ess_min:
+                needed = num_samples * 1.5 * ess_min / max(ess.min(), 1.0)
                 problems.append(
                     f"{what} ESS {ess.min():.0f} for '{ess.idxmin()}' (should be >= "
                     f"{ess_min}): too few effective draws for reliable intervals. Run longer "
-                    "(num_samples=4000)."
+                    f"(num_samples={int(np.ceil(needed / 1000) * 1000)})."
                 )
         if divergent:
+            remedy = (
+                "Raise target_accept_prob=0.95"
+                if target_accept < 0.95
+                else "A smaller step size did not help: pool fewer parameters partially (with few "
+                "groups their spread is barely identified), or give tighter priors"
+            )
             problems.append(
                 f"{divergent} divergent transitions: the sampler missed part of the posterior, so "
-                "intervals may be too narrow. Raise target_accept_prob=0.95, or use noise="
-                "'student_t' or tighter priors if the data are few."
+                f"intervals may be too narrow. {remedy}."
             )
         if max_depth:
             problems.append(
                 f"{max_depth} transitions hit the maximum tree depth {max_tree_depth}: sampling "
-                "was inefficient and may be incomplete. Raise max_tree_depth=12 or check for "
-                "parameters the data cannot identify."
+                f"was inefficient and may be incomplete. Raise max_tree_depth={max_tree_depth + 2} "
+                "or check for parameters the data cannot identify."
             )
         return cls(
             table=table,
@@ -151,7 +169,8 @@ class Posterior:
         self.idata = idata
         self.spec = spec
         self.meta = dict(meta)
-        self.diagnostics = Diagnostics.from_idata(idata, int(meta["sampler"]["max_tree_depth"]))
+        sampler = meta["sampler"]
+        self.diagnostics = Diagnostics.from_idata(idata, int(sampler["max_tree_depth"]), sampler)
 
     def __repr__(self) -> str:
         group = ""
