@@ -59,6 +59,7 @@ def mean_draws(posterior: Posterior, at: pd.DataFrame) -> tuple[np.ndarray, dict
     if len(at) == 0:
         raise DataError("'at' is empty; give at least one row of scales to forecast at.")
     spec = posterior.spec
+    posterior.warn_if_unreliable()
     missing = [c for c in spec.columns.values() if c not in at.columns]
     if missing:
         raise DataError(
@@ -116,7 +117,7 @@ def forecast(
     _check_prob("ci_prob", ci_prob)
     draws = predictive_draws(posterior, at, kind=kind, seed=seed)
     tail = (1 - ci_prob) / 2
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "mean": draws.mean(axis=0),
             "median": np.median(draws, axis=0),
@@ -125,6 +126,8 @@ def forecast(
         },
         index=at.index,
     )
+    table.attrs["sampling_problems"] = list(posterior.diagnostics.problems)
+    return table
 
 
 def predictive_draws(

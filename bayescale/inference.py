@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from numpyro.infer import MCMC, NUTS, init_to_uniform
 from numpyro.infer.util import log_likelihood
 
 from bayescale.data import ScalingData
-from bayescale.errors import SamplingError, SamplingWarning, SpecError
+from bayescale.errors import SamplingError, SpecError, warn_sampling
 from bayescale.model import ScalingModel
 from bayescale.posterior import Posterior, from_samples
 
@@ -131,20 +130,10 @@ def fit(
         message = "sampling diagnostics failed: " + " ".join(problems)
         if strict:
             raise SamplingError(message)
-        warnings.warn(message, SamplingWarning, stacklevel=_caller_stacklevel())
+        warn_sampling(message)
     return posterior
 
 
 def _law_inputs(spec, data: ScalingData) -> dict[str, np.ndarray]:
     log_scales = data.log_scales()
     return {name: log_scales[column] for name, column in spec.columns.items()}
-
-
-def _caller_stacklevel() -> int:
-    """Stack level of the first frame outside bayescale, so warnings point at the user's line."""
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("bayescale"):
-        frame = frame.f_back
-        level += 1
-    return level

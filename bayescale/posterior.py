@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import ScalingData
-from bayescale.errors import LoadError, SpecError
+from bayescale.errors import LoadError, SpecError, warn_sampling
 from bayescale.laws import LAWS
 from bayescale.model import ModelSpec
 
@@ -182,6 +182,14 @@ class Posterior:
             f"{'ok' if self.diagnostics.ok else 'FAILED'}>"
         )
 
+    def warn_if_unreliable(self) -> None:
+        """Warn (`SamplingWarning`) when the fit failed its sampling checks."""
+        if self.diagnostics.problems:
+            warn_sampling(
+                "these results come from a fit that failed its sampling checks: "
+                + " ".join(self.diagnostics.problems)
+            )
+
     @property
     def data(self) -> ScalingData:
         """The fitted runs, rebuilt from the saved observed and constant data."""
@@ -241,8 +249,11 @@ class Posterior:
             },
             extend=False,
         )
+        self.warn_if_unreliable()
         diag = self.diagnostics.table[["mcse_mean", "r_hat", "ess_bulk", "ess_tail"]]
-        return pd.concat([stats, quantiles, diag], axis=1)
+        table = pd.concat([stats, quantiles, diag], axis=1)
+        table.attrs["sampling_problems"] = list(self.diagnostics.problems)
+        return table
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fit to a netCDF file (atomically: a crash never leaves half a file).

@@ -9,8 +9,8 @@ from bayescale.posterior import Posterior
 
 HOSTILE = (
     '<script>document.title="pwned"</script>',
-    '<img src=x onerror="document.body.setAttribute(\'data-pwned\', 1)">',
-    "naïve | ünïcode & \"quotes\"",
+    "<img src=x onerror=\"document.body.setAttribute('data-pwned', 1)\">",
+    'naïve | ünïcode & "quotes"',
 )
 
 
@@ -53,9 +53,11 @@ def test_report_carries_sampling_warnings(grouped_post, tmp_path):
     idata.sample_stats["diverging"][0, :3] = True  # three divergences, as a bad fit would have
     bad = Posterior(idata, grouped_post.spec, meta)
     assert bad.diagnostics.num_divergent == 3
-    text = bs.write_report(bad, tmp_path / "bad.html").read_text()
+    with pytest.warns(bs.SamplingWarning, match="3 divergent transitions"):
+        text = bs.write_report(bad, tmp_path / "bad.html").read_text()
     assert 'class="warn"' in text and "3 divergent transitions" in text
-    md = bs.write_report(bad, tmp_path / "bad.md").read_text()
+    with pytest.warns(bs.SamplingWarning):
+        md = bs.write_report(bad, tmp_path / "bad.md").read_text()
     assert "**WARNING:**" in md and "3 divergent transitions" in md
 
 
