@@ -26,7 +26,7 @@ from bayescale.errors import (
     SamplingWarning,
     SpecError,
 )
-from bayescale.inference import fit
+from bayescale.inference import fit, fit_many
 from bayescale.laws import LAWS, Law, Param, Prior, get_law, register_law
 from bayescale.model import ModelSpec, ScalingModel
 from bayescale.plots import plot_fit, plot_predicted_vs_observed
@@ -57,6 +57,7 @@ __all__ = [
     "__version__",
     "datasets",
     "fit",
+    "fit_many",
     "fitted_runs",
     "forecast",
     "get_law",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from numpyro.infer import MCMC, NUTS, init_to_uniform
-from numpyro.infer.util import log_likelihood
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import initialize_model
 
 from bayescale.data import ScalingData
 from bayescale.errors import SamplingError, SpecError, warn_sampling
-from bayescale.model import ScalingModel
+from bayescale.laws import Prior
+from bayescale.model import ModelSpec, ScalingModel
 from bayescale.posterior import Posterior, from_samples
 
 SAMPLER_KEYS = frozenset(ScalingModel.default_sampler_config)
@@ -114,9 +118,8 @@ def fit(
     mcmc.run(jax.random.PRNGKey(seed), x, codes, log_y, extra_fields=("diverging", "num_steps"))
     latent = mcmc.get_samples(group_by_chain=True)
     stats = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    loglik = log_likelihood(spec.numpyro_model, latent, x, codes, log_y, batch_ndims=2)["y"]
-    # Density of the response itself, not of its log: subtract log y (the Jacobian).
-    loglik = np.asarray(loglik, dtype=np.float64) - np.log(scaling_data.y)
+    pointwise = jax.vmap(jax.vmap(lambda z: spec.log_likelihood(z, x, codes, log_y)))
+    loglik = np.asarray(pointwise(latent), dtype=np.float64)
     posterior = from_samples(
         spec,
         scaling_data,
@@ -125,13 +128,164 @@ def fit(
         log_likelihood=loglik,
         sampler={**config, "seed": seed, "chain_method": method},
     )
+    _report(posterior, strict)
+    return posterior
+
+
+def _report(posterior: Posterior, strict: bool) -> None:
     problems = posterior.diagnostics.problems
     if problems:
         message = "sampling diagnostics failed: " + " ".join(problems)
         if strict:
             raise SamplingError(message)
         warn_sampling(message)
-    return posterior
+
+
+def fit_many(
+    model: ScalingModel,
+    tables: Sequence[pd.DataFrame],
+    *,
+    seed: int = 0,
+    strict: bool = False,
+    **sampler_config: Any,
+) -> list[Posterior]:
+    """Fit one model to many tables at once, vectorised in one compiled program.
+
+    Every chain of every table is one lane of a vectorised NUTS run, so hundreds of small fits
+    (simulation-based calibration, per-task fits, backtests) cost one compilation. Tables must
+    share their shape: the same number of runs and of groups.
+
+    Parameters
+    ----------
+    model : ScalingModel
+        Law, pooling, noise and priors, shared by all tables.
+    tables : sequence of DataFrame
+        The tables of runs.
+    seed : int, default 0
+        Random seed; table ``i`` is fitted with its own key derived from it.
+    strict : bool, default False
+        Raise `SamplingError` when any fit fails its diagnostics, instead of warning.
+    **sampler_config
+        Overrides of `ScalingModel.default_sampler_config`.
+
+    Returns
+    -------
+    list of Posterior
+        One per table, in order; each carries its own diagnostics.
+
+    Raises
+    ------
+    SpecError
+        If the tables differ in shape or in the structure their model resolves to.
+    """
+    unknown = sorted(set(sampler_config) - SAMPLER_KEYS)
+    if unknown:
+        raise SpecError(f"unknown sampler options {unknown}; known are {sorted(SAMPLER_KEYS)}.")
+    if not tables:
+        raise SpecError("fit_many needs at least one table.")
+    config = {**model.default_sampler_config, **sampler_config}
+    enable_compilation_cache()
+    specs, datas = zip(*(model.specify(table) for table in tables), strict=True)
+    template = specs[0]
+    for i, (spec, data) in enumerate(zip(specs, datas, strict=True)):
+        same = (
+            data.num_runs == datas[0].num_runs
+            and len(spec.labels) == len(template.labels)
+            and spec.centred == template.centred
+        )
+        if not same:
+            raise SpecError(
+                f"table {i} has {data.num_runs} runs in {len(spec.labels)} groups, table 0 has "
+                f"{datas[0].num_runs} in {len(template.labels)}: fit_many needs tables of one "
+                "shape. Fit tables of other shapes in a separate call."
+            )
+    names = list(template.params)
+    num_chains, num_warmup = config["num_chains"], config["num_warmup"]
+    args = (
+        {
+            k: jnp.asarray(
+                np.stack([_law_inputs(s, d)[k] for s, d in zip(specs, datas, strict=True)])
+            )
+            for k in template.columns
+        },
+        jnp.asarray(np.stack([d.codes for d in datas])),
+        jnp.asarray(np.stack([np.log(d.y) for d in datas])),
+        jnp.asarray(np.array([[s.priors[n].loc for n in names] for s in specs])),
+    )
+
+    def spec_for(loc: jax.Array) -> ModelSpec:
+        """Return the template spec with one table's prior locations (traced in the batch)."""
+        priors = {n: Prior(loc[i], template.priors[n].scale) for i, n in enumerate(names)}
+        return dataclasses.replace(template, priors=priors)
+
+    def model_fn(x, codes, log_y, loc):
+        spec_for(loc).numpyro_model(x, codes, log_y)
+
+    info = initialize_model(
+        jax.random.PRNGKey(seed),
+        model_fn,
+        model_args=jax.tree.map(lambda a: a[0], args),
+        dynamic_args=True,
+        init_strategy=init_to_uniform(radius=1.0),
+    )
+    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    sites = list(info.param_info.z)
+
+    def run_chain(key, table_args):
+        key_init, key_run = jax.random.split(key)
+        z0 = {
+            name: jax.random.uniform(k, jnp.shape(info.param_info.z[name]), minval=-1, maxval=1)
+            for name, k in zip(sites, jax.random.split(key_init, len(sites)), strict=True)
+        }
+        state = init_kernel(
+            z0,
+            num_warmup,
+            dense_mass=config["dense_mass"],
+            target_accept_prob=config["target_accept_prob"],
+            max_tree_depth=config["max_tree_depth"],
+            model_args=table_args,
+            rng_key=key_run,
+        )
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=table_args)
+            return state, (state.z, state.diverging, state.num_steps)
+
+        _, (z, diverging, num_steps) = jax.lax.scan(
+            step, state, None, length=num_warmup + config["num_samples"]
+        )
+        z, diverging, num_steps = jax.tree.map(lambda a: a[num_warmup:], (z, diverging, num_steps))
+        latent = jax.vmap(info.postprocess_fn(*table_args))(z)
+        latent = {name: latent[name] for name in sites}
+        x, codes, log_y, loc = table_args
+        spec = spec_for(loc)
+        loglik = jax.vmap(lambda draw: spec.log_likelihood(draw, x, codes, log_y))(latent)
+        return latent, diverging, num_steps, loglik
+
+    num_tables = len(tables)
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_tables * num_chains)
+    lane_args = jax.tree.map(lambda a: jnp.repeat(a, num_chains, axis=0), args)
+    outputs = jax.jit(jax.vmap(run_chain))(keys, lane_args)
+
+    def by_table(a):
+        a = np.asarray(a)
+        return a.reshape(num_tables, num_chains, *a.shape[1:])
+
+    latent, diverging, num_steps, loglik = jax.tree.map(by_table, outputs)
+    posteriors = [
+        from_samples(
+            spec,
+            data,
+            latent={k: v[i] for k, v in latent.items()},
+            stats={"diverging": diverging[i], "num_steps": num_steps[i]},
+            log_likelihood=loglik[i].astype(np.float64),
+            sampler={**config, "seed": seed, "chain_method": "batched", "table": i},
+        )
+        for i, (spec, data) in enumerate(zip(specs, datas, strict=True))
+    ]
+    for posterior in posteriors:
+        _report(posterior, strict)
+    return posteriors
 
 
 def _law_inputs(spec, data: ScalingData) -> dict[str, np.ndarray]:

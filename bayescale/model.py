@@ -171,12 +171,12 @@ class ModelSpec:
             out[f"{name}_tau"] = latent[f"{name}_tau"]
         return out
 
-    def _prior_centre(self, name: str) -> float:
+    def _prior_centre(self, name: str) -> jax.Array:
         """Prior median of a parameter, in its sampling coordinate."""
-        median = float(np.exp(self.priors[name].loc))
+        median = jnp.exp(self.priors[name].loc)
         return 1.0 / median if self.params[name].coordinate == "reciprocal" else median
 
-    def _softness(self, name: str) -> float:
+    def _softness(self, name: str) -> jax.Array:
         return _SOFTNESS * self._prior_centre(name)
 
     def _coordinate(self, name: str, latent: Mapping[str, jax.Array]) -> jax.Array:
@@ -195,6 +195,25 @@ class ModelSpec:
         if param.coordinate == "reciprocal":
             log_jacobian = log_jacobian + 2 * log_value
         return dist.Normal(prior.loc, prior.scale).log_prob(log_value) - log_value + log_jacobian
+
+    def log_likelihood(
+        self,
+        latent: Mapping[str, jax.Array],
+        x: Mapping[str, jax.Array],
+        codes: jax.Array,
+        log_y: jax.Array,
+    ) -> jax.Array:
+        """Pointwise log density of each run's response (not its log), for one draw."""
+        per_run = self._per_run(self.constrain(latent), codes)
+        mean = self.law_obj.predict(per_run, x)
+        # Density of the response itself, not of its log: subtract log y (the Jacobian).
+        return distribution(self.noise, jnp.log(mean), per_run).log_prob(log_y) - log_y
+
+    def _per_run(self, values: Mapping[str, jax.Array], codes: jax.Array) -> dict:
+        return {
+            name: value[..., codes] if self.per_group(name) else value
+            for name, value in values.items()
+        }
 
     def numpyro_model(self, x: Mapping[str, jax.Array], codes: jax.Array, log_y=None) -> None:
         """NumPyro model: latents per parameter and pooling, the law, noise on log response."""
@@ -231,11 +250,7 @@ class ModelSpec:
             latent[f"{name}_z"] = numpyro.sample(
                 f"{name}_z", dist.Normal().expand(shape).to_event(len(shape))
             )
-        values = self.constrain(latent)
-        per_run = {
-            name: value[..., codes] if self.per_group(name) else value
-            for name, value in values.items()
-        }
+        per_run = self._per_run(self.constrain(latent), codes)
         mean = self.law_obj.predict(per_run, x)
         with numpyro.plate("runs", codes.shape[0]):
             numpyro.sample("y", distribution(self.noise, jnp.log(mean), per_run), obs=log_y)

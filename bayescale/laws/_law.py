@@ -41,6 +41,8 @@ class Prior:
     scale: float
 
     def __post_init__(self) -> None:
+        if isinstance(self.loc, jax.core.Tracer):
+            return  # a prior varied inside a batched fit; checked before tracing
         if not (math.isfinite(self.loc) and math.isfinite(self.scale) and self.scale > 0):
             raise SpecError(
                 f"a prior needs a finite loc and a scale > 0; got loc={self.loc}, "
