@@ -40,6 +40,7 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         If the file is missing, empty, not text, or not parseable as CSV.
     """
     try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()
         frame = pd.read_csv(path)
     except FileNotFoundError:
         raise DataError(f"no file at {str(path)!r}; check the path.") from None
@@ -52,6 +53,12 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
             f"{str(path)!r} cannot be read as a CSV table ({type(err).__name__}: {err}). "
             "Save it as comma-separated UTF-8 text with one header row."
         ) from None
+    repeated = sorted({str(h) for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(
+            f"{str(path)!r} has more than one column named {repeated} in its header; rename "
+            "or drop the copies so that each column is read once."
+        )
     return _require_frame(frame, f"the table in {str(path)!r}")
 
 
@@ -64,6 +71,12 @@ def _require_frame(frame: object, what: str) -> pd.DataFrame:
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()] if c in columns})
+    if repeated:
+        raise DataError(
+            f"{what} has more than one column named {repeated}; rename or drop the copies so "
+            "that each column is read once."
+        )
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         names = ", ".join(repr(c) for c in missing)
@@ -76,16 +89,17 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> 
 def _numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Return ``frame[column]`` as float64, naming rows that hold text or missing values."""
     raw = frame[column]
-    if raw.dtype == bool:
-        raise DataError(f"column {column!r} must be numeric; it holds True/False values.")
-    values = pd.to_numeric(raw, errors="coerce")
-    bad_text = values.isna() & raw.notna()
-    if bad_text.any():
-        raise DataError(
-            f"column {column!r} must be numeric; "
-            f"{_rows(frame.index[bad_text], raw[bad_text])}. Fix or remove those rows."
-        )
-    array = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    if raw.dtype.kind in "iuf":
+        array = raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        cells = [_to_float(cell) for cell in raw.to_numpy(dtype=object)]
+        not_number = np.array([cell is None for cell in cells])
+        if not_number.any():
+            raise DataError(
+                f"column {column!r} must be numeric; "
+                f"{_rows(frame.index[not_number], raw[not_number])}. Fix or remove those rows."
+            )
+        array = np.array(cells, dtype=np.float64)
     missing = np.isnan(array)
     if missing.any():
         raise DataError(
@@ -99,6 +113,22 @@ def _numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
             "Fix or remove those rows."
         )
     return array
+
+
+def _to_float(cell: object) -> float | None:
+    """Convert a cell to float: NaN when missing, inf beyond float range, None for non-numbers."""
+    if cell is None or cell is pd.NA or cell is pd.NaT:
+        return np.nan
+    if isinstance(cell, bool | np.bool_ | bytes | complex | np.complexfloating):
+        return None
+    if isinstance(cell, str):
+        cell = cell.strip()
+    try:
+        return float(cell)
+    except OverflowError:
+        return np.inf if cell > 0 else -np.inf
+    except (TypeError, ValueError):
+        return None
 
 
 def scale_column(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -176,6 +206,16 @@ def group_codes(
             "Give every run a group, or remove those rows."
         )
     text = raw.astype(str).to_numpy()
+    kinds: dict[str, set[str]] = {}
+    for label, cell in zip(text, raw.to_numpy(dtype=object), strict=True):
+        kinds.setdefault(label, set()).add(type(cell).__name__)
+    mixed = sorted(label for label, types in kinds.items() if len(types) > 1)
+    if mixed:
+        rows = frame.index[np.isin(text, mixed)]
+        raise DataError(
+            f"group column {column!r} holds labels {mixed} both as text and as numbers "
+            f"({_rows(rows)}), which would merge different groups. Write every label as text."
+        )
     if labels is None:
         labels = tuple(sorted(set(text)))
     position = {label: i for i, label in enumerate(labels)}
@@ -292,7 +332,10 @@ class ScalingData:
             codes, labels = group_codes(frame, group)
         else:
             codes, labels = np.zeros(len(frame), dtype=np.int32), ()
-        _reject_duplicates(frame, columns)
+        checked = pd.DataFrame({**scale_values, response: y}, index=frame.index)
+        if group:
+            checked[group] = np.asarray(labels)[codes]
+        _reject_duplicates(checked, list(checked.columns))
         return cls(
             scales=scale_values,
             response=response,
@@ -323,7 +366,7 @@ class ScalingData:
             frame = _require_frame(frame, "the table to forecast at ('at')")
             _require_columns(frame, list(self.references), "the table to forecast at ('at')")
             values = {name: scale_column(frame, name) for name in self.references}
-        return {name: np.log(values[name] / ref) for name, ref in self.references.items()}
+        return {name: np.log(values[name]) - np.log(ref) for name, ref in self.references.items()}
 
     def require_positive_response(self) -> None:
         """Require a response > 0, as noise models on the log of the response need.
@@ -360,7 +403,7 @@ class ScalingData:
         if self.num_runs < num_params:
             raise DataError(
                 f"the law has {num_params} parameters but the table holds only {self.num_runs} "
-                f"runs (rows {list(self.rows)}). Add runs or use a law with fewer parameters."
+                f"runs ({_rows(self.rows)}). Add runs or use a law with fewer parameters."
             )
         if not (self.group and independent):
             return

@@ -106,7 +106,7 @@ def test_text_in_numeric_column(runs):
 
 def test_boolean_column_is_not_numeric(runs):
     frame = runs.assign(tokens=True)
-    with pytest.raises(DataError, match="'tokens'.*True/False"):
+    with pytest.raises(DataError, match="'tokens' must be numeric; rows run-00.*hold True"):
         _validate(frame)
 
 
