@@ -123,6 +123,8 @@ def _to_float(cell: object) -> float | None:
         return None
     if isinstance(cell, str):
         cell = cell.strip()
+        if "_" in cell:  # float() reads "1_000" as 1000; a table should not
+            return None
     try:
         return float(cell)
     except OverflowError:

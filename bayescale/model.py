@@ -217,43 +217,56 @@ class ModelSpec:
 
     def numpyro_model(self, x: Mapping[str, jax.Array], codes: jax.Array, log_y=None) -> None:
         """NumPyro model: latents per parameter and pooling, the law, noise on log response."""
-        latent = {}
-        num_groups = len(self.labels)
+        latent: dict[str, jax.Array] = {}
         for name, param in self.params.items():
             pooling = self.pooling[name] if self.group else "shared"
-            shape = (num_groups,) if pooling != "shared" else ()
             if param.coordinate == "log" or param.support != "positive":
-                if pooling == "partial":
-                    latent[f"{name}_mu_z"] = numpyro.sample(f"{name}_mu_z", dist.Normal())
+                self._sample_standardised(name, pooling, latent)
             else:
-                site = f"{name}_mu_v" if pooling == "partial" else f"{name}_v"
-                own = () if pooling == "partial" else shape
-                latent[site] = numpyro.sample(
-                    site, dist.ImproperUniform(constraints.real, (), event_shape=own)
-                )
-                prior = self._prior_log_density(name, self._coordinate(name, latent))
-                numpyro.factor(f"{name}_prior", jnp.sum(prior))
-                if pooling != "partial":
-                    continue
-            if pooling == "partial":
-                latent[f"{name}_tau"] = numpyro.sample(
-                    f"{name}_tau", dist.HalfNormal(self.group_sd[name])
-                )
-            if pooling == "partial" and name in self.centred:
-                centre = self._coordinate(name, latent)
-                softness = self._softness(name)
-                spread = softness * jax.nn.softplus(centre / softness) * latent[f"{name}_tau"]
-                latent[f"{name}_group"] = numpyro.sample(
-                    f"{name}_group", dist.Normal(centre, spread).expand(shape).to_event(1)
-                )
-                continue
-            latent[f"{name}_z"] = numpyro.sample(
-                f"{name}_z", dist.Normal().expand(shape).to_event(len(shape))
-            )
+                self._sample_direct(name, pooling, latent)
         per_run = self._per_run(self.constrain(latent), codes)
         mean = self.law_obj.predict(per_run, x)
         with numpyro.plate("runs", codes.shape[0]):
             numpyro.sample("y", distribution(self.noise, jnp.log(mean), per_run), obs=log_y)
+
+    def _group_shape(self, pooling: str) -> tuple[int, ...]:
+        return (len(self.labels),) if pooling != "shared" else ()
+
+    def _sample_standardised(self, name: str, pooling: str, latent: dict) -> None:
+        """Latents of a log-coordinate parameter: standard Normals, scaled by its prior."""
+        if pooling == "partial":
+            latent[f"{name}_mu_z"] = numpyro.sample(f"{name}_mu_z", dist.Normal())
+            latent[f"{name}_tau"] = numpyro.sample(
+                f"{name}_tau", dist.HalfNormal(self.group_sd[name])
+            )
+        shape = self._group_shape(pooling)
+        latent[f"{name}_z"] = numpyro.sample(
+            f"{name}_z", dist.Normal().expand(shape).to_event(len(shape))
+        )
+
+    def _sample_direct(self, name: str, pooling: str, latent: dict) -> None:
+        """Latents of a linear or reciprocal parameter, its prior added as a density factor."""
+        shape = self._group_shape(pooling)
+        partial = pooling == "partial"
+        site = f"{name}_mu_v" if partial else f"{name}_v"
+        latent[site] = numpyro.sample(
+            site, dist.ImproperUniform(constraints.real, (), event_shape=() if partial else shape)
+        )
+        centre = self._coordinate(name, latent)
+        numpyro.factor(f"{name}_prior", jnp.sum(self._prior_log_density(name, centre)))
+        if not partial:
+            return
+        latent[f"{name}_tau"] = numpyro.sample(f"{name}_tau", dist.HalfNormal(self.group_sd[name]))
+        if name in self.centred:
+            softness = self._softness(name)
+            spread = softness * jax.nn.softplus(centre / softness) * latent[f"{name}_tau"]
+            latent[f"{name}_group"] = numpyro.sample(
+                f"{name}_group", dist.Normal(centre, spread).expand(shape).to_event(1)
+            )
+        else:
+            latent[f"{name}_z"] = numpyro.sample(
+                f"{name}_z", dist.Normal().expand(shape).to_event(1)
+            )
 
     # -- conventions ----------------------------------------------------------------------
 
