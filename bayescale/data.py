@@ -123,7 +123,8 @@ def _to_float(cell: object) -> float | None:
         return None
     if isinstance(cell, str):
         cell = cell.strip()
-        if "_" in cell:  # float() reads "1_000" as 1000; a table should not
+        # float() also reads "1_000" and non-ASCII digits such as "١٢٣"; a table should not.
+        if "_" in cell or not cell.isascii():
             return None
     try:
         return float(cell)
