@@ -87,11 +87,7 @@ def fit(
     SamplingError
         With ``strict=True``, when R-hat, ESS, divergences or tree depth fail.
     """
-    unknown = sorted(set(sampler_config) - SAMPLER_KEYS)
-    if unknown:
-        raise SpecError(f"unknown sampler options {unknown}; known are {sorted(SAMPLER_KEYS)}.")
-    config = {**model.default_sampler_config, **sampler_config}
-    enable_compilation_cache()
+    config = _sampler_config(model, sampler_config)
     spec, scaling_data = model.specify(data)
     x = {name: jnp.asarray(v) for name, v in _law_inputs(spec, scaling_data).items()}
     codes = jnp.asarray(scaling_data.codes)
@@ -130,6 +126,15 @@ def fit(
     )
     _report(posterior, strict)
     return posterior
+
+
+def _sampler_config(model: ScalingModel, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Merge sampler overrides into the model's defaults and turn on the compilation cache."""
+    unknown = sorted(set(overrides) - SAMPLER_KEYS)
+    if unknown:
+        raise SpecError(f"unknown sampler options {unknown}; known are {sorted(SAMPLER_KEYS)}.")
+    enable_compilation_cache()
+    return {**model.default_sampler_config, **overrides}
 
 
 def _report(posterior: Posterior, strict: bool) -> None:
@@ -178,13 +183,9 @@ def fit_many(
     SpecError
         If the tables differ in shape or in the structure their model resolves to.
     """
-    unknown = sorted(set(sampler_config) - SAMPLER_KEYS)
-    if unknown:
-        raise SpecError(f"unknown sampler options {unknown}; known are {sorted(SAMPLER_KEYS)}.")
     if not tables:
         raise SpecError("fit_many needs at least one table.")
-    config = {**model.default_sampler_config, **sampler_config}
-    enable_compilation_cache()
+    config = _sampler_config(model, sampler_config)
     specs, datas = zip(*(model.specify(table) for table in tables), strict=True)
     template = specs[0]
     for i, (spec, data) in enumerate(zip(specs, datas, strict=True)):
