@@ -67,7 +67,7 @@ def mean_draws(posterior: Posterior, at: pd.DataFrame) -> tuple[np.ndarray, dict
             f"{list(spec.columns.values())}. Its columns are {[str(c) for c in at.columns]}."
         )
     x = {
-        name: jnp.asarray(np.log(scale_column(at, column) / spec.references[column]))
+        name: jnp.asarray(np.log(scale_column(at, column)) - np.log(spec.references[column]))
         for name, column in spec.columns.items()
     }
     params = _row_params(posterior, _frame_codes(posterior, at))
