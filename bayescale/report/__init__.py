@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from bayescale.decisions import fitted_runs, law_curve
 from bayescale.errors import SpecError
+from bayescale.laws import Prior
 from bayescale.plots import plot_fit, plot_predicted_vs_observed
 from bayescale.posterior import Posterior
 
@@ -54,9 +56,7 @@ def _sections(posterior: Posterior, forecasts: pd.DataFrame | None, ci_prob: flo
     model = pd.DataFrame(
         {
             "pooling": [spec.pooling[n] if spec.group else "single group" for n in params],
-            "prior (Normal on the log of the value)": [
-                f"loc {spec.priors[n].loc:.3g}, scale {spec.priors[n].scale:.3g}" for n in params
-            ],
+            "prior": [_describe_prior(params[n].support, spec.priors[n]) for n in params],
             "why": [params[n].reason for n in params],
         },
         index=list(params),
@@ -89,6 +89,14 @@ def _sections(posterior: Posterior, forecasts: pd.DataFrame | None, ci_prob: flo
         "forecasts": forecasts,
         "provenance": provenance,
     }
+
+
+def _describe_prior(support: str, prior: Prior) -> str:
+    if support == "positive":
+        return f"LogNormal: median {math.exp(prior.loc):.3g}, sd of log {prior.scale:.3g}"
+    if support == "unit":
+        return f"logit-Normal: loc {prior.loc:.3g}, scale {prior.scale:.3g}"
+    return f"Normal: mean {prior.loc:.3g}, sd {prior.scale:.3g}"
 
 
 def write_report(
