@@ -75,7 +75,8 @@ class Param:
         ``prior.loc`` is shifted by ``log(response_ref)``.
     group_sd : float, default 0.5
         Scale of the HalfNormal prior on the relative between-group standard deviation under
-        partial pooling (about the sd of the log of the value across groups).
+        partial pooling (for small spreads, about the sd of the log of the value across groups;
+        see docs/model.md for the exact form).
     coordinate : {"log", "linear", "reciprocal"}, default "log"
         Coordinate NUTS moves in, for a positive parameter: its log, the value itself, or its
         reciprocal. It changes the sampler's geometry, never the prior. Offsets and amplitudes
