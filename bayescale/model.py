@@ -67,11 +67,8 @@ class ModelSpec:
     priors : dict of str to Prior
         Prior of every parameter on the unconstrained scale, in absolute units.
     group_sd : dict of str to float
-        HalfNormal scale of the between-group sd, per partially pooled parameter.
-    centred : tuple of str
-        Partially pooled parameters sampled in the centred form (group values drawn directly
-        around the population centre) instead of the non-centred one. Both forms define the
-        same posterior; they differ only in how well NUTS moves through it.
+        HalfNormal scale of the between-group sd of the log value, per partially pooled
+        parameter.
     references : dict of str to float
         Reference scale per column.
     response_ref : float
@@ -89,7 +86,6 @@ class ModelSpec:
     group_sd: dict[str, float]
     references: dict[str, float]
     response_ref: float
-    centred: tuple[str, ...] = ()
 
     @property
     def law_obj(self) -> Law:
@@ -109,7 +105,6 @@ class ModelSpec:
         """JSON-friendly form."""
         out = dataclasses.asdict(self)
         out["labels"] = list(self.labels)
-        out["centred"] = list(self.centred)
         out["priors"] = {k: [p.loc, p.scale] for k, p in self.priors.items()}
         return out
 
@@ -118,7 +113,6 @@ class ModelSpec:
         """Inverse of `to_dict`."""
         values = dict(values)
         values["labels"] = tuple(values["labels"])
-        values["centred"] = tuple(values.get("centred", ()))
         values["priors"] = {k: Prior(*v) for k, v in values["priors"].items()}
         return cls(**values)
 
@@ -147,11 +141,7 @@ class ModelSpec:
                     u = prior.loc + prior.scale * latent[f"{name}_z"]
                 out[name] = _from_unconstrained(param.support, u)
             else:
-                t = self._coordinate(name, latent)
-                if partial and name in self.centred:
-                    t = latent[f"{name}_group"]
-                elif partial:
-                    t = t[..., None] * (1 + latent[f"{name}_tau"][..., None] * latent[f"{name}_z"])
+                t = self._coordinate(name, latent, "_w" if partial else "_v")
                 out[name] = _from_coordinate(param.coordinate, t, self._softness(name))
         return out
 
@@ -166,7 +156,7 @@ class ModelSpec:
                 centre = prior.loc + prior.scale * latent[f"{name}_mu_z"]
                 out[f"{name}_mu"] = _from_unconstrained(param.support, centre)
             else:
-                t = self._coordinate(name, latent)
+                t = self._coordinate(name, latent, "_mu_v")
                 out[f"{name}_mu"] = _from_coordinate(param.coordinate, t, self._softness(name))
             out[f"{name}_tau"] = latent[f"{name}_tau"]
         return out
@@ -179,22 +169,26 @@ class ModelSpec:
     def _softness(self, name: str) -> jax.Array:
         return _SOFTNESS * self._prior_centre(name)
 
-    def _coordinate(self, name: str, latent: Mapping[str, jax.Array]) -> jax.Array:
-        """Return the sampling coordinate of a shared, independent or population-centre latent."""
-        partial = self.group is not None and self.pooling[name] == "partial"
-        v = latent[f"{name}_mu_v" if partial else f"{name}_v"]
-        return self._prior_centre(name) * (1 + v)
+    def _coordinate(self, name: str, latent: Mapping[str, jax.Array], suffix: str) -> jax.Array:
+        """Return the sampling coordinate of latent ``<name><suffix>`` (prior median at 0)."""
+        return self._prior_centre(name) * (1 + latent[f"{name}{suffix}"])
 
-    def _prior_log_density(self, name: str, t: jax.Array) -> jax.Array:
-        """Log prior of the value at coordinate ``t``, per unit of its latent (Jacobian in)."""
-        param, prior = self.params[name], self.priors[name]
+    def _lognormal_log_density(
+        self, name: str, t: jax.Array, loc: jax.Array, scale: jax.Array
+    ) -> jax.Array:
+        """Log density of ``log value ~ Normal(loc, scale)`` at coordinate ``t``, per unit latent.
+
+        The Jacobian from the latent to the value is included, so the factor turns a flat
+        latent into a LogNormal value.
+        """
+        param = self.params[name]
         softness = self._softness(name)
         value = _from_coordinate(param.coordinate, t, softness)
         log_value = jnp.log(value)
         log_jacobian = jnp.log(self._prior_centre(name)) + jax.nn.log_sigmoid(t / softness)
         if param.coordinate == "reciprocal":
             log_jacobian = log_jacobian + 2 * log_value
-        return dist.Normal(prior.loc, prior.scale).log_prob(log_value) - log_value + log_jacobian
+        return dist.Normal(loc, scale).log_prob(log_value) - log_value + log_jacobian
 
     def log_likelihood(
         self,
@@ -245,28 +239,38 @@ class ModelSpec:
         )
 
     def _sample_direct(self, name: str, pooling: str, latent: dict) -> None:
-        """Latents of a linear or reciprocal parameter, its prior added as a density factor."""
+        """Latents of a linear or reciprocal parameter, its prior added as a density factor.
+
+        Partial pooling is centred: the group values are sampled directly in the coordinate,
+        with ``log value[g] ~ Normal(log value_mu, tau)`` added as a density.
+        """
         shape = self._group_shape(pooling)
         partial = pooling == "partial"
         site = f"{name}_mu_v" if partial else f"{name}_v"
         latent[site] = numpyro.sample(
             site, dist.ImproperUniform(constraints.real, (), event_shape=() if partial else shape)
         )
-        centre = self._coordinate(name, latent)
-        numpyro.factor(f"{name}_prior", jnp.sum(self._prior_log_density(name, centre)))
+        prior = self.priors[name]
+        centre = self._coordinate(name, latent, "_mu_v" if partial else "_v")
+        numpyro.factor(
+            f"{name}_prior",
+            jnp.sum(self._lognormal_log_density(name, centre, prior.loc, prior.scale)),
+        )
         if not partial:
             return
-        latent[f"{name}_tau"] = numpyro.sample(f"{name}_tau", dist.HalfNormal(self.group_sd[name]))
-        if name in self.centred:
-            softness = self._softness(name)
-            spread = softness * jax.nn.softplus(centre / softness) * latent[f"{name}_tau"]
-            latent[f"{name}_group"] = numpyro.sample(
-                f"{name}_group", dist.Normal(centre, spread).expand(shape).to_event(1)
-            )
-        else:
-            latent[f"{name}_z"] = numpyro.sample(
-                f"{name}_z", dist.Normal().expand(shape).to_event(1)
-            )
+        tau = numpyro.sample(f"{name}_tau", dist.HalfNormal(self.group_sd[name]))
+        latent[f"{name}_tau"] = tau
+        latent[f"{name}_w"] = numpyro.sample(
+            f"{name}_w", dist.ImproperUniform(constraints.real, (), event_shape=shape)
+        )
+        group = self._coordinate(name, latent, "_w")
+        log_centre = jnp.log(
+            _from_coordinate(self.params[name].coordinate, centre, self._softness(name))
+        )
+        numpyro.factor(
+            f"{name}_group_prior",
+            jnp.sum(self._lognormal_log_density(name, group, log_centre, tau)),
+        )
 
     # -- conventions ----------------------------------------------------------------------
 
@@ -297,27 +301,6 @@ class ModelSpec:
 # Kink of the soft positivity map of linear and reciprocal coordinates, as a fraction of the
 # prior median: the map is the identity above it and bends smoothly to stay > 0 below it.
 _SOFTNESS = 0.05
-
-
-# Partial pooling is sampled centred when the groups are many and each well measured: there the
-# data pin every group's value, and the non-centred form bends into a narrow ridge. With few
-# groups the spread between them is weakly identified and may approach zero, where the centred
-# form has a funnel, so they stay non-centred. The posterior is the same either way.
-CENTRED_MIN_GROUPS = 5
-CENTRED_MIN_RUNS = 10
-
-
-def _centred(
-    params: Mapping[str, Param], pooling: Mapping[str, str], data: ScalingData
-) -> tuple[str, ...]:
-    counts = np.bincount(data.codes, minlength=len(data.labels))
-    if len(data.labels) < CENTRED_MIN_GROUPS or counts.min() < CENTRED_MIN_RUNS:
-        return ()
-    return tuple(
-        name
-        for name, param in params.items()
-        if pooling[name] == "partial" and param.coordinate != "log"
-    )
 
 
 def _from_coordinate(coordinate: str, t: jax.Array, softness: float) -> jax.Array:
@@ -432,7 +415,6 @@ class ScalingModel:
         independent = [n for n in law.params if self.group and pooling[n] == "independent"]
         data.check_enough_runs(len(law.params), independent)
         spec = ModelSpec(
-            centred=_centred(params, pooling, data) if self.group else (),
             law=law.name,
             columns=columns,
             response=data.response,
@@ -470,7 +452,8 @@ class ScalingModel:
             Show progress; by default only when standard error is a terminal.
         **sampler_config
             ``num_warmup``, ``num_samples``, ``num_chains``, ``target_accept_prob``,
-            ``dense_mass``, ``max_tree_depth``; defaults in `default_sampler_config`.
+            ``dense_mass``, ``max_tree_depth``; defaults in `default_sampler_config`, except
+            ``target_accept_prob`` 0.95 when a parameter is partially pooled.
 
         Returns
         -------

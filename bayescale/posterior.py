@@ -21,7 +21,7 @@ from bayescale.errors import LoadError, SpecError, warn_sampling
 from bayescale.laws import LAWS
 from bayescale.model import ModelSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _META_KEY = "bayescale"
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100

@@ -21,14 +21,11 @@ reference)``, and converts the true values to the papers' convention with ``Mode
 to rank them among the draws in ``post.idata.posterior`` (papers' convention). Ranks of any
 function of the parameters are uniform under a calibrated posterior, so either convention works.
 
-Partial pooling. Offsets and amplitudes use a linear sampling coordinate and exponents a
-reciprocal one; their partially pooled group values are ``t_g = t_c (1 + tau z_g)`` around the
-population centre's coordinate ``t_c`` (non-centred form; the centred form, used by the model
-for >= 5 groups of >= 10 runs, draws ``t_g ~ Normal(t_c, softness * softplus(t_c / softness) *
-tau)``), with ``tau ~ HalfNormal(group_sd)`` and the value ``softness * softplus(t / softness)``
-(its reciprocal for exponents). Log-coordinate parameters (``sigma``) pool as ``log value_g =
-centre + tau z_g``. ``draw_truth`` mirrors ``ModelSpec._sample_standardised``,
-``_sample_direct`` and ``constrain`` term by term.
+Partial pooling. Every partially pooled parameter has group values ``log value_g ~ Normal(log
+value_mu, tau)`` with ``tau ~ HalfNormal(group_sd)``. Offsets, amplitudes and exponents sample
+their group values directly (centred form) in a linear or reciprocal coordinate, noise
+parameters sample ``z_g`` (non-centred form); both are reparametrisations of the same prior,
+which ``draw_truth`` draws from directly.
 
 Run from the repository root::
 
@@ -158,15 +155,6 @@ def make_model(config: Config) -> bs.ScalingModel:
 # -- the prior, mirrored from ModelSpec ----------------------------------------------------------
 
 
-def _softplus(y: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, y)
-
-
-def _softplus_inv(y: np.ndarray) -> np.ndarray:
-    """Inverse of softplus for y > 0: log(exp(y) - 1), stable for small and large y."""
-    return y + np.log(-np.expm1(-y))
-
-
 def _from_unconstrained(support: str, u: np.ndarray) -> np.ndarray:
     if support == "positive":
         return np.exp(u)
@@ -205,23 +193,14 @@ def draw_truth(
             values[name] = _from_unconstrained(param.support, np.asarray(u))
             continue
         # _sample_direct: the value (shared, independent or population centre) is LogNormal(loc,
-        # scale); the sampler moves in t = softplus^-1 coordinate of the value (or of 1/value).
+        # scale); partially pooled group values are LogNormal(log centre, tau) around it. The
+        # sampling coordinate is a reparametrisation only, so it does not enter the simulation.
         value = np.exp(prior.loc + prior.scale * rng.standard_normal(shape if not partial else ()))
         if not partial:
             values[name] = value
             continue
-        reciprocal = param.coordinate == "reciprocal"
-        softness = float(spec._softness(name))
-        positive = 1.0 / value if reciprocal else value
-        t_centre = softness * _softplus_inv(positive / softness)
         tau = abs(rng.normal(0.0, spec.group_sd[name]))
-        if name in spec.centred:
-            spread = softness * _softplus(t_centre / softness) * tau
-            t = rng.normal(t_centre, spread, groups)
-        else:
-            t = t_centre * (1.0 + tau * rng.standard_normal(groups))
-        positive_g = softness * _softplus(t / softness)
-        values[name] = 1.0 / positive_g if reciprocal else positive_g
+        values[name] = value * np.exp(tau * rng.standard_normal(groups))
         population[f"{name}_mu"] = np.asarray(value)
         population[f"{name}_tau"] = np.asarray(tau)
     return values, population

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 import bayescale as bs
-from bayescale.inference import chain_method
+from bayescale.inference import _sampler_config, chain_method
 
 
 def test_chain_method_follows_the_devices():
@@ -24,6 +24,22 @@ def test_sampler_settings_are_recorded(chinchilla_post):
     assert sampler["chain_method"] == chain_method(2)
     assert chinchilla_post.idata.posterior.sizes == {"chain": 2, "draw": 500}
     assert set(chinchilla_post.meta["versions"]) >= {"bayescale", "numpyro", "jax", "arviz"}
+
+
+def test_partial_pooling_samples_with_smaller_steps(gadre_c4_runs):
+    def config(**kwargs):
+        model = bs.ScalingModel("power", x="flops", **kwargs)
+        spec, _ = model.specify(gadre_c4_runs)
+        return _sampler_config(model, spec, {})
+
+    assert config()["target_accept_prob"] == 0.8
+    assert (
+        config(group="dataset", pooling={"E": "shared", "A": "shared"})["target_accept_prob"] == 0.8
+    )
+    assert config(group="dataset")["target_accept_prob"] == 0.95  # E and A partial by default
+    model = bs.ScalingModel("power", x="flops", group="dataset")
+    spec, _ = model.specify(gadre_c4_runs)
+    assert _sampler_config(model, spec, {"target_accept_prob": 0.9})["target_accept_prob"] == 0.9
 
 
 def test_log_likelihood_is_of_the_response(chinchilla_post, chinchilla_runs):

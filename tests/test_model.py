@@ -181,10 +181,12 @@ def test_constrain_zero_latents_gives_prior_medians(grouped_spec):
     latent = {}
     for name, param in grouped_spec.params.items():
         log_coordinate = param.coordinate == "log"
-        if grouped_spec.per_group(name):
+        if grouped_spec.pooling[name] == "partial":
             latent[f"{name}_mu_z" if log_coordinate else f"{name}_mu_v"] = jnp.zeros(())
             latent[f"{name}_tau"] = jnp.asarray(0.3)
-            latent[f"{name}_z"] = jnp.zeros(2)
+            latent[f"{name}_z" if log_coordinate else f"{name}_w"] = jnp.zeros(2)
+        elif grouped_spec.per_group(name):
+            latent[f"{name}_z" if log_coordinate else f"{name}_v"] = jnp.zeros(2)
         else:
             latent[f"{name}_z" if log_coordinate else f"{name}_v"] = jnp.zeros(())
     values = grouped_spec.constrain(latent)

@@ -317,8 +317,8 @@ def test_diagnostics_flag_an_undefined_r_hat(rng):
 
 
 def test_population_amplitude_is_in_the_papers_convention(gadre_c4_runs, rng):
-    """With the between-group spread near zero every group sits at the population centre,
-    in whichever convention: so ``A[g]`` equals ``A_mu`` once both are converted."""
+    """With every group at the population centre, in whichever convention, ``A[g]`` equals
+    ``A_mu`` once both are converted."""
     spec, data = ScalingModel("power", x="flops", group="dataset").specify(gadre_c4_runs)
     assert spec.pooling["A"] == "partial" and spec.pooling["alpha"] == "shared"
     chains, draws, groups = 2, 50, len(spec.labels)
@@ -329,8 +329,11 @@ def test_population_amplitude_is_in_the_papers_convention(gadre_c4_runs, rng):
         suffix, sd = ("z", 0.3) if param.coordinate == "log" else ("v", 0.05)
         if spec.per_group(name):
             latent[f"{name}_mu_{suffix}"] = rng.normal(0, sd, size=(chains, draws))
-            latent[f"{name}_tau"] = rng.uniform(1e-9, 2e-9, size=(chains, draws))
-            latent[f"{name}_z"] = rng.normal(0, 0.3, size=(chains, draws, groups))
+            latent[f"{name}_tau"] = rng.uniform(0.1, 0.2, size=(chains, draws))
+            if param.coordinate == "log":  # non-centred: value = centre * exp(tau * z)
+                latent[f"{name}_z"] = np.zeros((chains, draws, groups))
+            else:  # centred: the group coordinates themselves
+                latent[f"{name}_w"] = np.repeat(latent[f"{name}_mu_v"][..., None], groups, -1)
         else:
             latent[f"{name}_{suffix}"] = rng.normal(0, sd, size=(chains, draws))
     post = from_samples(
