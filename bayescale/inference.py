@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,9 @@ def fit(
     codes = jnp.asarray(scaling_data.codes)
     log_y = jnp.asarray(np.log(scaling_data.y))
 
+    _, model_fn, loc = _with_prior_locations(spec)
     kernel = NUTS(
-        spec.numpyro_model,
+        model_fn,
         dense_mass=config["dense_mass"],
         target_accept_prob=config["target_accept_prob"],
         max_tree_depth=config["max_tree_depth"],
@@ -111,7 +112,9 @@ def fit(
         chain_method=method,
         progress_bar=progress_bar,
     )
-    mcmc.run(jax.random.PRNGKey(seed), x, codes, log_y, extra_fields=("diverging", "num_steps"))
+    mcmc.run(
+        jax.random.PRNGKey(seed), x, codes, log_y, loc, extra_fields=("diverging", "num_steps")
+    )
     latent = mcmc.get_samples(group_by_chain=True)
     stats = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     pointwise = jax.vmap(jax.vmap(lambda z: spec.log_likelihood(z, x, codes, log_y)))
@@ -133,6 +136,27 @@ def fit(
 # small values (a funnel) and large ones; smaller steps avoid most divergences there
 # (benchmarks/README.md, "partial pooling").
 PARTIAL_POOLING_TARGET_ACCEPT = 0.95
+
+
+def _with_prior_locations(
+    template: ModelSpec,
+) -> tuple[Callable[[jax.Array], ModelSpec], Callable[..., None], jax.Array]:
+    """Return the spec and model as functions of the prior locations, and ``template``'s.
+
+    Default priors in response units are centred on each table's typical response. Passing
+    their locations as data rather than baking them into the program lets every table of one
+    shape share one compiled sampler (and its on-disk cache entry).
+    """
+    names = list(template.params)
+
+    def spec_for(loc: jax.Array) -> ModelSpec:
+        priors = {n: Prior(loc[i], template.priors[n].scale) for i, n in enumerate(names)}
+        return dataclasses.replace(template, priors=priors)
+
+    def model_fn(x, codes, log_y, loc) -> None:
+        spec_for(loc).numpyro_model(x, codes, log_y)
+
+    return spec_for, model_fn, jnp.asarray([template.priors[n].loc for n in names])
 
 
 def _sampler_config(
@@ -208,6 +232,7 @@ def fit_many(
                 f"{datas[0].num_runs} in {len(template.labels)}: fit_many needs tables of one "
                 "shape. Fit tables of other shapes in a separate call."
             )
+    spec_for, model_fn, _ = _with_prior_locations(template)
     names = list(template.params)
     num_chains, num_warmup = config["num_chains"], config["num_warmup"]
     args = (
@@ -221,14 +246,6 @@ def fit_many(
         jnp.asarray(np.stack([np.log(d.y) for d in datas])),
         jnp.asarray(np.array([[s.priors[n].loc for n in names] for s in specs])),
     )
-
-    def spec_for(loc: jax.Array) -> ModelSpec:
-        """Return the template spec with one table's prior locations (traced in the batch)."""
-        priors = {n: Prior(loc[i], template.priors[n].scale) for i, n in enumerate(names)}
-        return dataclasses.replace(template, priors=priors)
-
-    def model_fn(x, codes, log_y, loc):
-        spec_for(loc).numpyro_model(x, codes, log_y)
 
     info = initialize_model(
         jax.random.PRNGKey(seed),

@@ -98,7 +98,10 @@ def main() -> None:
     print("\n| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
-        cells = [f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()]
+        cells = [
+            f"{v:.1f}" if isinstance(v, float) and k != "target accept" else str(v)
+            for k, v in row.items()
+        ]
         print("| " + " | ".join(cells) + " |")
 
 
