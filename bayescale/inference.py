@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -93,7 +94,7 @@ def fit(
     codes = jnp.asarray(scaling_data.codes)
     log_y = jnp.asarray(np.log(scaling_data.y))
 
-    _, model_fn, loc = _with_prior_locations(spec)
+    spec_for, model_fn, loc = _with_prior_locations(spec)
     kernel = NUTS(
         model_fn,
         dense_mass=config["dense_mass"],
@@ -117,8 +118,9 @@ def fit(
     )
     latent = mcmc.get_samples(group_by_chain=True)
     stats = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    pointwise = jax.vmap(jax.vmap(lambda z: spec.log_likelihood(z, x, codes, log_y)))
-    loglik = np.asarray(pointwise(latent), dtype=np.float64)
+    loglik = np.asarray(
+        _pointwise_log_likelihood(spec_for, latent, x, codes, log_y, loc), dtype=np.float64
+    )
     posterior = from_samples(
         spec,
         scaling_data,
@@ -157,6 +159,13 @@ def _with_prior_locations(
         spec_for(loc).numpyro_model(x, codes, log_y)
 
     return spec_for, model_fn, jnp.asarray([template.priors[n].loc for n in names])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _pointwise_log_likelihood(spec_for, latent, x, codes, log_y, loc) -> jax.Array:
+    """Log density of every run's response for every (chain, draw), as one compiled program."""
+    spec = spec_for(loc)
+    return jax.vmap(jax.vmap(lambda z: spec.log_likelihood(z, x, codes, log_y)))(latent)
 
 
 def _sampler_config(
