@@ -27,6 +27,20 @@ RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 
 
+# A partially pooled parameter whose between-group spread (sd of its log across groups) has a
+# posterior median below this is, for sampling purposes, the same in every group.
+NEAR_EQUAL_SPREAD = 0.05
+
+
+def _near_equal_groups(posterior: Any) -> list[str]:
+    """Name the partially pooled parameters whose spread ``<name>_tau`` has a median below 5%."""
+    return [
+        str(var)[: -len("_tau")]
+        for var in posterior.data_vars
+        if str(var).endswith("_tau") and float(posterior[var].median()) < NEAR_EQUAL_SPREAD
+    ]
+
+
 def _versions() -> dict[str, str]:
     names = ("bayescale", "numpyro", "jax", "arviz", "numpy")
     out = {}
@@ -118,6 +132,13 @@ class Diagnostics:
                 else "A smaller step size did not help: pool fewer parameters partially (with few "
                 "groups their spread is barely identified), or give tighter priors"
             )
+            equal = _near_equal_groups(idata.posterior)
+            if equal:
+                remedy += (
+                    f". The groups barely differ in {equal} (between-group spread near 0, where "
+                    "partial pooling is hardest to sample): share them, pooling="
+                    + str({name: "shared" for name in equal})
+                )
             problems.append(
                 f"{divergent} divergent transitions: the sampler missed part of the posterior, so "
                 f"intervals may be too narrow. {remedy}."

@@ -279,6 +279,20 @@ def _fake_idata(rng, *, chains=4, draws=1000, shift=0.0, divergent=0, deep=0):
     )
 
 
+def test_divergences_name_parameters_whose_groups_barely_differ(rng):
+    idata = _fake_idata(rng, divergent=3)
+    chains, draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    idata.posterior["A_tau"] = (("chain", "draw"), rng.uniform(0.0, 0.04, (chains, draws)))
+    idata.posterior["E_tau"] = (("chain", "draw"), rng.uniform(0.1, 0.5, (chains, draws)))
+    sampler = {"target_accept_prob": 0.95}
+    diag = Diagnostics.from_idata(idata, max_tree_depth=10, sampler=sampler)
+    (message,) = [p for p in diag.problems if "divergent" in p]
+    assert "barely differ in ['A']" in message and "pooling={'A': 'shared'}" in message
+    idata.posterior["A_tau"] = idata.posterior["E_tau"]  # spreads well away from 0: no such hint
+    diag = Diagnostics.from_idata(idata, max_tree_depth=10, sampler=sampler)
+    assert not any("barely differ" in p for p in diag.problems)
+
+
 def test_diagnostics_of_clean_draws(rng):
     diag = Diagnostics.from_idata(_fake_idata(rng), max_tree_depth=10)
     assert diag.ok and diag.problems == []
