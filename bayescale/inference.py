@@ -136,7 +136,7 @@ def fit(
 # Target acceptance when any parameter is partially pooled. The curvature of a hierarchy changes
 # with the between-group spread, and with few groups the posterior of the spread reaches both
 # small values (a funnel) and large ones; smaller steps avoid most divergences there
-# (benchmarks/README.md, "partial pooling").
+# (benchmarks/README.md, `pooling.py`).
 PARTIAL_POOLING_TARGET_ACCEPT = 0.95
 
 
