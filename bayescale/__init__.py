@@ -3,6 +3,10 @@
 import warnings
 from importlib import metadata
 
+from bayescale._devices import use_cpu_cores_for_chains
+
+use_cpu_cores_for_chains()  # before anything below starts JAX
+
 with warnings.catch_warnings():
     # ArviZ announces its coming 1.0 refactor on import; it concerns nothing bayescale uses.
     warnings.simplefilter("ignore", FutureWarning)

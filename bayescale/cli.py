@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 
 DEMO_TARGET = 1.95
 DEMO_AT = {"params": 7e10, "tokens": 1.4e12}
 DEMO_FLOPS = 5.76e23
-
-
-def _use_host_devices() -> None:
-    """Give XLA one CPU device per chain so chains run in parallel (must precede JAX's start)."""
-    import numpyro
-
-    numpyro.set_host_device_count(max(4, os.cpu_count() or 1))
 
 
 def _parse_pairs(text: str, option: str) -> dict[str, str]:
@@ -230,7 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _use_host_devices()
     from bayescale.errors import BayescaleError
 
     try:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from numpyro.infer import MCMC, NUTS, init_to_uniform
-from numpyro.infer.hmc import hmc
-from numpyro.infer.util import initialize_model
 
 from bayescale.data import ScalingData
 from bayescale.errors import SamplingError, SpecError, warn_sampling
-from bayescale.laws import Prior
 from bayescale.model import ModelSpec, ScalingModel
-from bayescale.posterior import Posterior, from_samples
+from bayescale.posterior import Posterior, from_values
+from bayescale.sampler import INIT_TRIES, run_nuts
 
 SAMPLER_KEYS = frozenset(ScalingModel.default_sampler_config)
 
@@ -90,47 +85,12 @@ def fit(
     """
     spec, scaling_data = model.specify(data)
     config = _sampler_config(model, spec, sampler_config)
-    x = {name: jnp.asarray(v) for name, v in _law_inputs(spec, scaling_data).items()}
-    codes = jnp.asarray(scaling_data.codes)
-    log_y = jnp.asarray(np.log(scaling_data.y))
-
-    spec_for, model_fn, loc = _with_prior_locations(spec)
-    kernel = NUTS(
-        model_fn,
-        dense_mass=config["dense_mass"],
-        target_accept_prob=config["target_accept_prob"],
-        max_tree_depth=config["max_tree_depth"],
-        init_strategy=init_to_uniform(radius=1.0),
-    )
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     method = chain_method(config["num_chains"])
-    mcmc = MCMC(
-        kernel,
-        num_warmup=config["num_warmup"],
-        num_samples=config["num_samples"],
-        num_chains=config["num_chains"],
-        chain_method=method,
-        progress_bar=progress_bar,
-    )
-    mcmc.run(
-        jax.random.PRNGKey(seed), x, codes, log_y, loc, extra_fields=("diverging", "num_steps")
-    )
-    latent = mcmc.get_samples(group_by_chain=True)
-    stats = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-    loglik = np.asarray(
-        _pointwise_log_likelihood(spec_for, latent, x, codes, log_y, loc), dtype=np.float64
-    )
-    posterior = from_samples(
-        spec,
-        scaling_data,
-        latent={k: np.asarray(v) for k, v in latent.items()},
-        stats=stats,
-        log_likelihood=loglik,
-        sampler={**config, "seed": seed, "chain_method": method},
-    )
-    _report(posterior, strict)
-    return posterior
+    return _sample(
+        [spec], [scaling_data], config, seed, strict, method=method, progress=progress_bar
+    )[0]
 
 
 # Target acceptance when any parameter is partially pooled. The curvature of a hierarchy changes
@@ -138,34 +98,6 @@ def fit(
 # small values (a funnel) and large ones; smaller steps avoid most divergences there
 # (benchmarks/README.md, `pooling.py`).
 PARTIAL_POOLING_TARGET_ACCEPT = 0.95
-
-
-def _with_prior_locations(
-    template: ModelSpec,
-) -> tuple[Callable[[jax.Array], ModelSpec], Callable[..., None], jax.Array]:
-    """Return the spec and model as functions of the prior locations, and ``template``'s.
-
-    Default priors in response units are centred on each table's typical response. Passing
-    their locations as data rather than baking them into the program lets every table of one
-    shape share one compiled sampler (and its on-disk cache entry).
-    """
-    names = list(template.params)
-
-    def spec_for(loc: jax.Array) -> ModelSpec:
-        priors = {n: Prior(loc[i], template.priors[n].scale) for i, n in enumerate(names)}
-        return dataclasses.replace(template, priors=priors)
-
-    def model_fn(x, codes, log_y, loc) -> None:
-        spec_for(loc).numpyro_model(x, codes, log_y)
-
-    return spec_for, model_fn, jnp.asarray([template.priors[n].loc for n in names])
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _pointwise_log_likelihood(spec_for, latent, x, codes, log_y, loc) -> jax.Array:
-    """Log density of every run's response for every (chain, draw), as one compiled program."""
-    spec = spec_for(loc)
-    return jax.vmap(jax.vmap(lambda z: spec.log_likelihood(z, x, codes, log_y)))(latent)
 
 
 def _sampler_config(
@@ -241,80 +173,54 @@ def fit_many(
                 f"{datas[0].num_runs} in {len(template.labels)}: fit_many needs tables of one "
                 "shape. Fit tables of other shapes in a separate call."
             )
-    spec_for, model_fn, _ = _with_prior_locations(template)
-    names = list(template.params)
-    num_chains, num_warmup = config["num_chains"], config["num_warmup"]
+    return _sample(specs, datas, config, seed, strict, method="batched", progress=False)
+
+
+def _sample(
+    specs: Sequence[ModelSpec],
+    datas: Sequence[ScalingData],
+    config: dict[str, Any],
+    seed: int,
+    strict: bool,
+    *,
+    method: str,
+    progress: bool,
+) -> list[Posterior]:
+    """Sample every table's posterior in one program; table ``i`` uses keys split from ``seed``."""
+    names = list(specs[0].params)
+    num_chains = config["num_chains"]
+    inputs = [_law_inputs(spec, data) for spec, data in zip(specs, datas, strict=True)]
     args = (
-        {
-            k: jnp.asarray(
-                np.stack([_law_inputs(s, d)[k] for s, d in zip(specs, datas, strict=True)])
-            )
-            for k in template.columns
-        },
+        {k: jnp.asarray(np.stack([table[k] for table in inputs])) for k in specs[0].columns},
         jnp.asarray(np.stack([d.codes for d in datas])),
         jnp.asarray(np.stack([np.log(d.y) for d in datas])),
         jnp.asarray(np.array([[s.priors[n].loc for n in names] for s in specs])),
     )
-
-    info = initialize_model(
-        jax.random.PRNGKey(seed),
-        model_fn,
-        model_args=jax.tree.map(lambda a: a[0], args),
-        dynamic_args=True,
-        init_strategy=init_to_uniform(radius=1.0),
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(specs) * num_chains)
+    draws = run_nuts(
+        specs[0],
+        config,
+        keys.reshape(len(specs), num_chains, *keys.shape[1:]),
+        args,
+        parallel=method == "parallel",
+        progress=progress,
     )
-    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
-    sites = list(info.param_info.z)
-
-    def run_chain(key, table_args):
-        key_init, key_run = jax.random.split(key)
-        z0 = {
-            name: jax.random.uniform(k, jnp.shape(info.param_info.z[name]), minval=-1, maxval=1)
-            for name, k in zip(sites, jax.random.split(key_init, len(sites)), strict=True)
-        }
-        state = init_kernel(
-            z0,
-            num_warmup,
-            dense_mass=config["dense_mass"],
-            target_accept_prob=config["target_accept_prob"],
-            max_tree_depth=config["max_tree_depth"],
-            model_args=table_args,
-            rng_key=key_run,
+    if not draws.started.all():
+        tables = sorted({int(t) for t in np.nonzero(~draws.started)[0]})
+        raise SamplingError(
+            f"no starting point with a finite log density in {INIT_TRIES} tries (tables "
+            f"{tables}): the law returns NaN, inf or non-positive values over its priors' range. "
+            "Check the law's formula and its priors."
         )
-
-        def step(state, _):
-            state = sample_kernel(state, model_args=table_args)
-            return state, (state.z, state.diverging, state.num_steps)
-
-        _, (z, diverging, num_steps) = jax.lax.scan(
-            step, state, None, length=num_warmup + config["num_samples"]
-        )
-        z, diverging, num_steps = jax.tree.map(lambda a: a[num_warmup:], (z, diverging, num_steps))
-        latent = jax.vmap(info.postprocess_fn(*table_args))(z)
-        latent = {name: latent[name] for name in sites}
-        x, codes, log_y, loc = table_args
-        spec = spec_for(loc)
-        loglik = jax.vmap(lambda draw: spec.log_likelihood(draw, x, codes, log_y))(latent)
-        return latent, diverging, num_steps, loglik
-
-    num_tables = len(tables)
-    keys = jax.random.split(jax.random.PRNGKey(seed), num_tables * num_chains)
-    lane_args = jax.tree.map(lambda a: jnp.repeat(a, num_chains, axis=0), args)
-    outputs = jax.jit(jax.vmap(run_chain))(keys, lane_args)
-
-    def by_table(a):
-        a = np.asarray(a)
-        return a.reshape(num_tables, num_chains, *a.shape[1:])
-
-    latent, diverging, num_steps, loglik = jax.tree.map(by_table, outputs)
     posteriors = [
-        from_samples(
+        from_values(
             spec,
             data,
-            latent={k: v[i] for k, v in latent.items()},
-            stats={"diverging": diverging[i], "num_steps": num_steps[i]},
-            log_likelihood=loglik[i].astype(np.float64),
-            sampler={**config, "seed": seed, "chain_method": "batched", "table": i},
+            values={k: v[i] for k, v in draws.values.items()},
+            stats={"diverging": draws.diverging[i], "num_steps": draws.num_steps[i]},
+            log_likelihood=draws.log_likelihood[i].astype(np.float64),
+            sampler={**config, "seed": seed, "chain_method": method}
+            | ({"table": i} if method == "batched" else {}),
         )
         for i, (spec, data) in enumerate(zip(specs, datas, strict=True))
     ]

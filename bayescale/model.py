@@ -145,6 +145,10 @@ class ModelSpec:
                 out[name] = _from_coordinate(param.coordinate, t, self._softness(name))
         return out
 
+    def parameter_values(self, latent: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+        """Return every parameter and population centre and spread, from one latent draw."""
+        return {**self.constrain(latent), **self.population(latent)}
+
     def population(self, latent: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
         """Return centre (``<name>_mu``) and spread (``<name>_tau``) of partial parameters."""
         out = {}

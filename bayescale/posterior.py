@@ -306,7 +306,27 @@ def from_samples(
     sampler: Mapping[str, Any],
 ) -> Posterior:
     """Build a `Posterior` from raw NumPyro latents (chain, draw, ...) and sampler stats."""
-    values = jax.vmap(jax.vmap(lambda z: {**spec.constrain(z), **spec.population(z)}))(latent)
+    values = jax.vmap(jax.vmap(spec.parameter_values))(latent)
+    return from_values(
+        spec,
+        data,
+        values={k: np.asarray(v) for k, v in values.items()},
+        stats=stats,
+        log_likelihood=log_likelihood,
+        sampler=sampler,
+    )
+
+
+def from_values(
+    spec: ModelSpec,
+    data: ScalingData,
+    *,
+    values: Mapping[str, np.ndarray],
+    stats: Mapping[str, np.ndarray],
+    log_likelihood: np.ndarray,
+    sampler: Mapping[str, Any],
+) -> Posterior:
+    """Build a `Posterior` from `ModelSpec.parameter_values` draws (chain, draw, ...)."""
     values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     paper = spec.to_paper(values)
     # Population centres of amplitudes convert with the matching exponent's centre.

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pandas as pd
+import pytest
 
 import bayescale as bs
+from bayescale import sampler
 from bayescale.inference import _sampler_config, chain_method
 
 
@@ -59,3 +65,51 @@ def test_same_seed_same_draws(chinchilla_post, chinchilla_runs):
         assert np.array_equal(
             again.idata.posterior[name].values, chinchilla_post.idata.posterior[name].values
         ), name
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
+def test_a_second_fit_of_one_shape_reuses_the_compiled_sampler(chinchilla_runs):
+    settings = {"num_warmup": 50, "num_samples": 50, "num_chains": 2}
+    model = bs.ScalingModel("chinchilla", noise="lognormal")
+    first = model.fit(chinchilla_runs.iloc[:120], seed=0, **settings)
+    programs = dict(sampler._PROGRAMS)
+    # Other data of the same shape: other prior locations, same program.
+    second = model.fit(chinchilla_runs.iloc[120:240], seed=0, **settings)
+    assert sampler._PROGRAMS == programs
+    assert first.spec.priors != second.spec.priors
+    # A new structure builds a new program.
+    bs.ScalingModel("chinchilla", noise="student_t").fit(chinchilla_runs.iloc[:120], **settings)
+    assert len(sampler._PROGRAMS) == len(programs) + 1
+
+
+def _nan_away_from_median(params, x):
+    at_median = jnp.abs(jnp.log(params["alpha"]) - math.log(0.3)) < 1e-6
+    return jnp.where(at_median, params["A"] * jnp.exp(-params["alpha"] * x["x"]), jnp.nan)
+
+
+def test_a_law_without_a_finite_start_is_an_error_not_a_hang():
+    law = bs.Law(
+        name="test_nan_away_from_median",
+        inputs=("x",),
+        params={
+            "A": bs.Param("positive", bs.Prior(0.0, 1.0), response_units=True),
+            "alpha": bs.Param("positive", bs.Prior(math.log(0.3), 1.0)),
+        },
+        predict=_nan_away_from_median,
+    )
+    bs.register_law(law)
+    try:
+        frame = pd.DataFrame({"flops": np.logspace(15, 19, 12), "loss": np.linspace(4, 3, 12)})
+        with pytest.raises(bs.SamplingError, match="no starting point with a finite log density"):
+            bs.ScalingModel(law.name).fit(frame, num_warmup=10, num_samples=10, num_chains=2)
+    finally:
+        bs.LAWS.pop(law.name, None)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")
+def test_progress_bar_reaches_the_last_iteration(chinchilla_runs, capsys):
+    bs.ScalingModel("chinchilla", noise="lognormal").fit(
+        chinchilla_runs, num_warmup=30, num_samples=30, num_chains=2, progress_bar=True
+    )
+    err = capsys.readouterr().err
+    assert "sampling" in err and "60/60" in err

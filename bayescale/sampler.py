@@ -1,0 +1,318 @@
+"""NUTS as one compiled program per model structure: start, adapt, sample, constrain.
+
+Everything a fit does on the device (finding a starting point, warmup, sampling, mapping draws
+to parameters and the pointwise log-likelihood) is one `jax.jit` program, built once per model
+structure and sampler setting and kept for the life of the process. A second fit of the same
+shape neither traces nor compiles; across processes JAX's persistent cache
+(`bayescale.inference.enable_compilation_cache`) skips the compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
+from numpyro.infer import init_to_uniform
+from numpyro.infer.hmc import hmc
+from numpyro.infer.util import constrain_fn, potential_energy
+from tqdm.auto import tqdm
+
+from bayescale.laws import Prior
+from bayescale.model import ModelSpec
+
+# Starting points are drawn uniformly in [-INIT_RADIUS, INIT_RADIUS] on the unconstrained
+# scale (standardised latents: within a prior sd of the prior's centre), up to INIT_TRIES times
+# until the log density and its gradient are finite.
+INIT_RADIUS = 1.0
+INIT_TRIES = 100
+PROGRESS_UPDATES = 50
+
+TableArgs = tuple[dict[str, jax.Array], jax.Array, jax.Array, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Draws:
+    """Post-warmup output, every array with leading (table, chain, draw) axes.
+
+    Attributes
+    ----------
+    values : dict of str to ndarray
+        Parameters and population centres and spreads (`ModelSpec.parameter_values`).
+    diverging : ndarray of bool
+        Divergent transitions.
+    num_steps : ndarray of int
+        Leapfrog steps (gradient evaluations) per draw.
+    log_likelihood : ndarray
+        Pointwise log density of every run, axes (table, chain, draw, run).
+    started : ndarray of bool
+        Whether each chain found a starting point with a finite log density, axes (table, chain).
+    """
+
+    values: dict[str, np.ndarray]
+    diverging: np.ndarray
+    num_steps: np.ndarray
+    log_likelihood: np.ndarray
+    started: np.ndarray
+
+
+def with_prior_locations(
+    template: ModelSpec,
+) -> tuple[Callable[[jax.Array], ModelSpec], jax.Array]:
+    """Return the spec as a function of its prior locations, and ``template``'s locations.
+
+    Default priors in response units are centred on each table's typical response. Passing
+    their locations as data rather than baking them into the program lets every table of one
+    shape share one compiled sampler (and its on-disk cache entry).
+    """
+    names = list(template.params)
+
+    def spec_for(loc: jax.Array) -> ModelSpec:
+        priors = {n: Prior(loc[i], template.priors[n].scale) for i, n in enumerate(names)}
+        return dataclasses.replace(template, priors=priors)
+
+    return spec_for, jnp.asarray([template.priors[n].loc for n in names])
+
+
+def run_nuts(
+    template: ModelSpec,
+    config: Mapping[str, Any],
+    keys: jax.Array,
+    args: TableArgs,
+    *,
+    parallel: bool = False,
+    progress: bool = False,
+) -> Draws:
+    """Run NUTS on every (table, chain) lane of ``keys``.
+
+    Parameters
+    ----------
+    template : ModelSpec
+        Structure shared by all tables (law, pooling, noise, prior scales, number of groups).
+    config : mapping
+        Sampler settings: ``num_warmup``, ``num_samples``, ``dense_mass``,
+        ``target_accept_prob``, ``max_tree_depth``.
+    keys : jax.Array
+        PRNG keys, shape (tables, chains, 2).
+    args : tuple
+        Law inputs, group codes, log responses and prior locations, each with a leading table
+        axis.
+    parallel : bool, default False
+        Run the chains of a single table on separate devices (one per chain) instead of
+        vectorised on one.
+    progress : bool, default False
+        Show a progress bar of sampler iterations.
+    """
+    settings = tuple(sorted((k, config[k]) for k in _SETTINGS))
+    program = _program(template, settings, parallel, progress)
+    total = config["num_warmup"] + config["num_samples"]
+    with _Progress(total, enabled=progress):
+        out = program(keys, args)
+    values, diverging, num_steps, loglik, started = jax.tree.map(np.asarray, out)
+    return Draws(values, diverging, num_steps, loglik, started)
+
+
+_SETTINGS = ("num_warmup", "num_samples", "dense_mass", "target_accept_prob", "max_tree_depth")
+
+
+def _structure_key(spec: ModelSpec) -> str:
+    """Return what the compiled program depends on: the spec less its data-dependent values."""
+    values = spec.to_dict()
+    values["labels"] = len(spec.labels)
+    values["priors"] = {k: p.scale for k, p in spec.priors.items()}
+    for data_dependent in ("references", "response_ref"):
+        del values[data_dependent]
+    # A law re-registered under the same name is a different program.
+    values["law_object"] = id(spec.law_obj)
+    return json.dumps(values, sort_keys=True)
+
+
+_PROGRAMS: dict[tuple, Callable[[jax.Array, TableArgs], tuple]] = {}
+
+
+def _program(
+    template: ModelSpec, settings: tuple[tuple[str, Any], ...], parallel: bool, progress: bool
+) -> Callable[[jax.Array, TableArgs], tuple]:
+    """Return the compiled sampler for ``template``'s structure, built on first use."""
+    key = (_structure_key(template), settings, parallel, progress)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = _build(template, dict(settings), parallel, progress)
+    return _PROGRAMS[key]
+
+
+def _build(
+    template: ModelSpec, config: dict[str, Any], parallel: bool, progress: bool
+) -> Callable[[jax.Array, TableArgs], tuple]:
+    spec_for, _ = with_prior_locations(template)
+
+    def model(x, codes, log_y, loc) -> None:
+        spec_for(loc).numpyro_model(x, codes, log_y)
+
+    # Jitted so that its many call sites in NUTS share one trace of the model.
+    @jax.jit
+    def potential(table_args: TableArgs, z: dict[str, jax.Array]) -> jax.Array:
+        return potential_energy(model, table_args, {}, z)
+
+    def potential_fn_gen(*table_args):
+        return functools.partial(potential, table_args)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    num_warmup = config["num_warmup"]
+    total = num_warmup + config["num_samples"]
+
+    def start(key: jax.Array, table_args: TableArgs):
+        key_init, key_run = jax.random.split(key)
+        z0, started = _starting_point(key_init, potential_fn_gen(*table_args), table_args, model)
+        state = init_kernel(
+            z0,
+            num_warmup,
+            dense_mass=config["dense_mass"],
+            target_accept_prob=config["target_accept_prob"],
+            max_tree_depth=config["max_tree_depth"],
+            model_args=table_args,
+            rng_key=key_run,
+        )
+        return state, started
+
+    def finish(z: dict[str, jax.Array], table_args: TableArgs):
+        latent = jax.vmap(lambda draw: constrain_fn(model, table_args, {}, draw))(z)
+        x, codes, log_y, loc = table_args
+        spec = spec_for(loc)
+        loglik = jax.vmap(lambda draw: spec.log_likelihood(draw, x, codes, log_y))(latent)
+        return jax.vmap(spec.parameter_values)(latent), loglik
+
+    def run(keys: jax.Array, args: TableArgs, *, lanes: bool) -> tuple:
+        """Run one chain, or with ``lanes`` many in lockstep along a leading axis.
+
+        The lane axis stays inside the loop (a vmapped kernel): batching a whole loop of nested
+        NUTS loops costs many times more to trace.
+        """
+        lift = jax.vmap if lanes else lambda fn: fn
+        state, started = lift(start)(keys, args)
+
+        def step(state, i):
+            if progress:
+                _report_progress(i, total)
+            state = lift(lambda s, a: sample_kernel(s, model_args=a))(state, args)
+            return state, (state.z, state.diverging, state.num_steps)
+
+        _, (z, diverging, num_steps) = lax.scan(step, state, jnp.arange(total))
+        z, diverging, num_steps = jax.tree.map(
+            lambda a: jnp.moveaxis(a[num_warmup:], 0, int(lanes)), (z, diverging, num_steps)
+        )
+        values, loglik = lift(finish)(z, args)
+        return values, diverging, num_steps, loglik, started
+
+    if parallel:
+        # One table, one chain per device: chains advance independently.
+        chains = jax.pmap(functools.partial(run, lanes=False), in_axes=(0, None))
+
+        def run_parallel(keys, args):
+            out = chains(keys[0], jax.tree.map(lambda a: a[0], args))
+            return jax.tree.map(lambda a: np.asarray(a)[None], out)
+
+        return run_parallel
+
+    @jax.jit
+    def run_vectorised(keys, args):
+        num_tables, num_chains = keys.shape[:2]
+        lane_args = jax.tree.map(lambda a: jnp.repeat(a, num_chains, axis=0), args)
+        lane_keys = keys.reshape(num_tables * num_chains, *keys.shape[2:])
+        out = run(lane_keys, lane_args, lanes=True)
+        return jax.tree.map(lambda a: a.reshape(num_tables, num_chains, *a.shape[1:]), out)
+
+    return run_vectorised
+
+
+def _starting_point(
+    key: jax.Array, potential_fn: Callable, table_args: TableArgs, model: Callable
+) -> tuple[dict[str, jax.Array], jax.Array]:
+    """Uniform draws on the unconstrained scale until log density and gradient are finite."""
+    shapes = _unconstrained_shapes(model, table_args)
+
+    def draw(key):
+        keys = jax.random.split(key, len(shapes))
+        return {
+            name: jax.random.uniform(k, shape, minval=-INIT_RADIUS, maxval=INIT_RADIUS)
+            for (name, shape), k in zip(shapes.items(), keys, strict=True)
+        }
+
+    def finite(z) -> jax.Array:
+        energy, grad = jax.value_and_grad(potential_fn)(z)
+        leaves = [energy, *jax.tree.leaves(grad)]
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves]))
+
+    def search(carry):
+        tries, key, _, _ = carry
+        key, sub = jax.random.split(key)
+        z = draw(sub)
+        return tries + 1, key, z, finite(z)
+
+    def keep_looking(carry):
+        tries, _, _, found = carry
+        return ~found & (tries < INIT_TRIES)
+
+    start = (0, key, draw(key), jnp.array(False))
+    _, _, z, found = lax.while_loop(keep_looking, search, start)
+    return z, found
+
+
+def _unconstrained_shapes(model: Callable, table_args: TableArgs) -> dict[str, tuple[int, ...]]:
+    """Shape of every latent site on the unconstrained scale, from an abstract trace."""
+    supports = {}
+
+    def sites(*args):
+        seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        trace = handlers.trace(seeded).get_trace(*args)
+        out = {}
+        for name, site in trace.items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                supports[name] = site["fn"].support
+                out[name] = site["value"]
+        return out
+
+    values = jax.eval_shape(sites, *table_args)
+    return {
+        name: tuple(biject_to(supports[name]).inverse_shape(v.shape)) for name, v in values.items()
+    }
+
+
+class _Progress:
+    """A progress bar that the compiled programs update through `_report_progress`."""
+
+    current: tqdm | None = None
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            _Progress.current = tqdm(total=self.total, desc="sampling (compiling first)")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        bar, _Progress.current = _Progress.current, None
+        if bar is not None:
+            bar.close()
+
+
+def _report_progress(i: jax.Array, total: int) -> None:
+    """From inside a program: move the bar to iteration ``i + 1`` of ``total`` now and then."""
+
+    def update(i) -> None:
+        bar = _Progress.current
+        if bar is not None and int(i) > bar.n:
+            bar.set_description("sampling")
+            bar.update(int(i) - bar.n)
+
+    every = max(1, total // PROGRESS_UPDATES)
+    due = (i % every == 0) | (i == total - 1)
+    lax.cond(due, lambda: jax.debug.callback(update, i + 1), lambda: None)
