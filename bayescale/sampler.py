@@ -64,10 +64,8 @@ class Draws:
     started: np.ndarray
 
 
-def with_prior_locations(
-    template: ModelSpec,
-) -> tuple[Callable[[jax.Array], ModelSpec], jax.Array]:
-    """Return the spec as a function of its prior locations, and ``template``'s locations.
+def _spec_for_locations(template: ModelSpec) -> Callable[[jax.Array], ModelSpec]:
+    """Return ``template`` as a function of its prior locations (in `ModelSpec.params` order).
 
     Default priors in response units are centred on each table's typical response. Passing
     their locations as data rather than baking them into the program lets every table of one
@@ -79,7 +77,7 @@ def with_prior_locations(
         priors = {n: Prior(loc[i], template.priors[n].scale) for i, n in enumerate(names)}
         return dataclasses.replace(template, priors=priors)
 
-    return spec_for, jnp.asarray([template.priors[n].loc for n in names])
+    return spec_for
 
 
 def run_nuts(
@@ -111,8 +109,7 @@ def run_nuts(
     progress : bool, default False
         Show a progress bar of sampler iterations.
     """
-    settings = tuple(sorted((k, config[k]) for k in _SETTINGS))
-    program = _program(template, settings, parallel, progress)
+    program = _program(template, {k: config[k] for k in _SETTINGS}, parallel, progress)
     total = config["num_warmup"] + config["num_samples"]
     with _Progress(total, enabled=progress):
         out = program(keys, args)
@@ -139,19 +136,20 @@ _PROGRAMS: dict[tuple, Callable[[jax.Array, TableArgs], tuple]] = {}
 
 
 def _program(
-    template: ModelSpec, settings: tuple[tuple[str, Any], ...], parallel: bool, progress: bool
+    template: ModelSpec, config: dict[str, Any], parallel: bool, progress: bool
 ) -> Callable[[jax.Array, TableArgs], tuple]:
     """Return the compiled sampler for ``template``'s structure, built on first use."""
-    key = (_structure_key(template), settings, parallel, progress)
+    key = (_structure_key(template), json.dumps(config, sort_keys=True), parallel, progress)
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = _build(template, dict(settings), parallel, progress)
+        _PROGRAMS[key] = _build(template, config, parallel, progress)
     return _PROGRAMS[key]
 
 
 def _build(
     template: ModelSpec, config: dict[str, Any], parallel: bool, progress: bool
 ) -> Callable[[jax.Array, TableArgs], tuple]:
-    spec_for, _ = with_prior_locations(template)
+    """Trace-ready sampler: vectorised lanes under one `jax.jit`, or chains under `jax.pmap`."""
+    spec_for = _spec_for_locations(template)
 
     def model(x, codes, log_y, loc) -> None:
         spec_for(loc).numpyro_model(x, codes, log_y)

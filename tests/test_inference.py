@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import pytest
 
 import bayescale as bs
 from bayescale import sampler
+from bayescale._devices import HOST_DEVICES_FLAG, use_cpu_cores_for_chains
 from bayescale.inference import _sampler_config, chain_method
 
 
@@ -113,3 +115,23 @@ def test_progress_bar_reaches_the_last_iteration(chinchilla_runs, capsys):
     )
     err = capsys.readouterr().err
     assert "sampling" in err and "60/60" in err
+
+
+def test_importing_bayescale_gives_xla_a_cpu_device_per_chain(monkeypatch):
+    from jax._src import xla_bridge
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
+    use_cpu_cores_for_chains()
+    flags = os.environ["XLA_FLAGS"].split()
+    assert flags[0] == "--xla_cpu_enable_fast_math=false"
+    count = int(flags[1].removeprefix(f"{HOST_DEVICES_FLAG}="))
+    assert count >= bs.ScalingModel.default_sampler_config["num_chains"]
+    # A count the user chose is kept, and so is everything once JAX has started.
+    monkeypatch.setenv("XLA_FLAGS", f"{HOST_DEVICES_FLAG}=2")
+    use_cpu_cores_for_chains()
+    assert os.environ["XLA_FLAGS"] == f"{HOST_DEVICES_FLAG}=2"
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: True)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    use_cpu_cores_for_chains()
+    assert os.environ["XLA_FLAGS"] == ""
