@@ -158,7 +158,7 @@ def fit_many(
     Raises
     ------
     SpecError
-        If the tables differ in shape or in the structure their model resolves to.
+        If the tables differ in shape (number of runs or of groups).
     """
     if not tables:
         raise SpecError("fit_many needs at least one table.")

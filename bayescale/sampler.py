@@ -120,15 +120,23 @@ def run_nuts(
 _SETTINGS = ("num_warmup", "num_samples", "dense_mass", "target_accept_prob", "max_tree_depth")
 
 
-def _structure_key(spec: ModelSpec) -> str:
-    """Return what the compiled program depends on: the spec less its data-dependent values."""
-    values = spec.to_dict()
-    values["labels"] = len(spec.labels)
-    values["priors"] = {k: p.scale for k, p in spec.priors.items()}
-    for data_dependent in ("references", "response_ref"):
-        del values[data_dependent]
-    # A law re-registered under the same name is a different program.
-    values["law_object"] = id(spec.law_obj)
+def structure_key(spec: ModelSpec) -> str:
+    """Return what a compiled sampler depends on in ``spec``, as a comparable string.
+
+    The law, noise, pooling, prior scales and number of groups; not the data-dependent prior
+    locations, references, column names or group labels.
+    """
+    values = {
+        "law": spec.law,
+        # A law re-registered under the same name is a different program.
+        "law_object": id(spec.law_obj),
+        "noise": spec.noise,
+        "pooling": spec.pooling,
+        "prior_scales": {k: p.scale for k, p in spec.priors.items()},
+        "group_sd": spec.group_sd,
+        "grouped": spec.group is not None,
+        "groups": len(spec.labels),
+    }
     return json.dumps(values, sort_keys=True)
 
 
@@ -139,7 +147,7 @@ def _program(
     template: ModelSpec, config: dict[str, Any], parallel: bool, progress: bool
 ) -> Callable[[jax.Array, TableArgs], tuple]:
     """Return the compiled sampler for ``template``'s structure, built on first use."""
-    key = (_structure_key(template), json.dumps(config, sort_keys=True), parallel, progress)
+    key = (structure_key(template), json.dumps(config, sort_keys=True), parallel, progress)
     if key not in _PROGRAMS:
         _PROGRAMS[key] = _build(template, config, parallel, progress)
     return _PROGRAMS[key]
@@ -258,7 +266,7 @@ def _starting_point(
         tries, _, _, found = carry
         return ~found & (tries < INIT_TRIES)
 
-    start = (0, key, draw(key), jnp.array(False))
+    start = (0, key, {name: jnp.zeros(shape) for name, shape in shapes.items()}, jnp.array(False))
     _, _, z, found = lax.while_loop(keep_looking, search, start)
     return z, found
 
