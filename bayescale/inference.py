@@ -206,11 +206,13 @@ def _sample(
         progress=progress,
     )
     if not draws.started.all():
-        tables = sorted({int(t) for t in np.nonzero(~draws.started)[0]})
+        where = f"{int((~draws.started).sum())} of {draws.started.size} chains"
+        if len(specs) > 1:
+            where += f", tables {sorted({int(t) for t in np.nonzero(~draws.started)[0]})}"
         raise SamplingError(
-            f"no starting point with a finite log density in {INIT_TRIES} tries (tables "
-            f"{tables}): the law returns NaN, inf or non-positive values over its priors' range. "
-            "Check the law's formula and its priors."
+            f"no starting point with a finite log density in {INIT_TRIES} tries ({where}): the "
+            "law returns NaN, inf or non-positive values over its priors' range. Check the "
+            "law's formula and its priors."
         )
     posteriors = [
         from_values(

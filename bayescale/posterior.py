@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import arviz as az
-import jax
 import numpy as np
 import pandas as pd
 
@@ -294,27 +293,6 @@ class Posterior:
             if os.path.exists(tmp):
                 os.remove(tmp)
         return path
-
-
-def from_samples(
-    spec: ModelSpec,
-    data: ScalingData,
-    *,
-    latent: Mapping[str, np.ndarray],
-    stats: Mapping[str, np.ndarray],
-    log_likelihood: np.ndarray,
-    sampler: Mapping[str, Any],
-) -> Posterior:
-    """Build a `Posterior` from raw NumPyro latents (chain, draw, ...) and sampler stats."""
-    values = jax.vmap(jax.vmap(spec.parameter_values))(latent)
-    return from_values(
-        spec,
-        data,
-        values={k: np.asarray(v) for k, v in values.items()},
-        stats=stats,
-        log_likelihood=log_likelihood,
-        sampler=sampler,
-    )
 
 
 def from_values(

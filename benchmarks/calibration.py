@@ -284,6 +284,10 @@ class Scores:
     crps: np.ndarray
     are: np.ndarray
 
+    def at(self, decades: int | str) -> np.ndarray:
+        """Mask of the held-out runs ``decades`` beyond the training range, or of all ("all")."""
+        return np.full(self.decades.shape, True) if decades == "all" else self.decades == decades
+
 
 def score(forecasts: Forecasts, families: list[Family]) -> Scores:
     """Score one method's forecasts against the observed held-out losses."""
@@ -308,7 +312,7 @@ def rows(forecasts: Forecasts, scores: Scores) -> list[str]:
     """Markdown table lines of one method: per distance, then all held-out runs."""
     lines = []
     for decades in (*DECADES, "all"):
-        keep = np.ones(len(scores.decades), bool) if decades == "all" else scores.decades == decades
+        keep = scores.at(decades)
         covered = scores.covered[keep].mean(axis=0)
         at_90 = scores.covered[keep, LEVELS.index(0.9)]
         runs = np.bincount(scores.family[keep])
@@ -338,7 +342,7 @@ def plot(results: list[tuple[Forecasts, Scores]], path: Path) -> None:
     for ax, decades in zip(axes, panels, strict=True):
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8)
         for forecasts, scores in results:
-            keep = slice(None) if decades == "all" else scores.decades == decades
+            keep = scores.at(decades)
             ax.plot(LEVELS, scores.covered[keep].mean(axis=0), marker=".", label=forecasts.method)
         ax.set_title(
             "all held-out runs" if decades == "all" else f"{decades} decade(s) ahead", fontsize=10

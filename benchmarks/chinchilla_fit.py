@@ -164,24 +164,35 @@ def row_from_draws(
     diverging: np.ndarray,
 ) -> Row:
     """Summarise (chain, draw) arrays of the law parameters and NUTS statistics."""
-    idata = az.from_dict(posterior={k: np.asarray(posterior[k]) for k in LAW_PARAMS})
-    bulk = az.ess(idata, method="bulk")
-    tail = az.ess(idata, method="tail")
-    rhat = az.rhat(idata)
     return Row(
         model=model,
         noise=noise,
         wall_s=wall_s,
         compile_s=compile_s,
-        ess_bulk=min(float(bulk[k]) for k in LAW_PARAMS),
-        ess_tail=min(float(tail[k]) for k in LAW_PARAMS),
+        **worst_convergence(posterior, LAW_PARAMS),
         steps_per_draw=float(np.mean(num_steps)),
         divergences=int(np.sum(diverging)),
         depth_hits=int(np.sum(num_steps >= 2**MAX_TREE_DEPTH - 1)),
-        rhat_max=max(float(rhat[k]) for k in LAW_PARAMS),
         alpha=float(np.median(posterior["alpha"])),
         beta=float(np.median(posterior["beta"])),
     )
+
+
+def worst_convergence(draws: dict[str, np.ndarray], names: list[str]) -> dict[str, float]:
+    """Smallest bulk and tail ESS and largest R-hat (ArviZ) over the parameters ``names``.
+
+    Draws are (chain, draw, ...); every element of a per-group parameter counts. numpy's min and
+    max, not xarray's: a NaN (a chain that never moved) must show.
+    """
+    idata = az.from_dict(posterior={k: np.asarray(draws[k]) for k in names})
+    bulk = az.ess(idata, method="bulk")
+    tail = az.ess(idata, method="tail")
+    rhat = az.rhat(idata)
+    return {
+        "ess_bulk": float(np.min([bulk[k].values.min() for k in names])),
+        "ess_tail": float(np.min([tail[k].values.min() for k in names])),
+        "rhat_max": float(np.max([rhat[k].values.max() for k in names])),
+    }
 
 
 def _union_length(spans: list[tuple[float, float]]) -> float:

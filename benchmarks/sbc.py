@@ -212,7 +212,7 @@ def to_paper_truth(
     """True values named and converted as in ``post.idata.posterior`` (papers' convention)."""
     paper = spec.to_paper(values)
     out = {**paper, **{k: np.asarray(v, dtype=np.float64) for k, v in population.items()}}
-    # As bayescale.posterior.from_samples: a population amplitude converts with its exponent's
+    # As bayescale.posterior.from_values: a population amplitude converts with its exponent's
     # centre, and is only reported when that centre is a single value.
     for amp, (exponent, scale) in spec.law_obj.amplitudes.items():
         if f"{amp}_mu" not in population:

@@ -195,20 +195,13 @@ def summarise(
     diverging: np.ndarray,
 ) -> Row:
     """Summarise (chain, draw[, group]) draws of the law parameters and NUTS statistics."""
-    idata = az.from_dict(posterior={k: np.asarray(draws[k]) for k in LAW_PARAMS})
-    bulk = az.ess(idata, method="bulk")
-    tail = az.ess(idata, method="tail")
-    rhat = az.rhat(idata)
     return Row(
         problem=problem.name,
         sampler=sampler,
         wall_s=wall_s,
-        # numpy's min, not xarray's: a NaN (a chain that never moved) must show.
-        ess_bulk=float(np.min([bulk[k].values.min() for k in LAW_PARAMS])),
-        ess_tail=float(np.min([tail[k].values.min() for k in LAW_PARAMS])),
+        **cf.worst_convergence(draws, LAW_PARAMS),
         steps_per_draw=float(np.mean(num_steps)),
         divergences=int(np.sum(diverging)),
-        rhat_max=float(np.max([rhat[k].values.max() for k in LAW_PARAMS])),
         alpha=float(np.median(draws["alpha"])),
         beta=float(np.median(draws["beta"])),
     )

@@ -102,7 +102,8 @@ def test_a_law_without_a_finite_start_is_an_error_not_a_hang():
     bs.register_law(law)
     try:
         frame = pd.DataFrame({"flops": np.logspace(15, 19, 12), "loss": np.linspace(4, 3, 12)})
-        with pytest.raises(bs.SamplingError, match="no starting point with a finite log density"):
+        expected = r"no starting point with a finite log density in 100 tries \(2 of 2 chains\)"
+        with pytest.raises(bs.SamplingError, match=expected):
             bs.ScalingModel(law.name).fit(frame, num_warmup=10, num_samples=10, num_chains=2)
     finally:
         bs.LAWS.pop(law.name, None)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import arviz as az
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
 import bayescale as bs
 from bayescale import Diagnostics, LoadError, SamplingError, SamplingWarning, ScalingModel
-from bayescale.posterior import from_samples
+from bayescale.posterior import from_values
 
 SUMMARY_COLUMNS = {"mean", "sd", "lower", "upper", "r_hat", "ess_bulk", "ess_tail"}
 
@@ -350,10 +352,11 @@ def test_population_amplitude_is_in_the_papers_convention(gadre_c4_runs, rng):
                 latent[f"{name}_w"] = np.repeat(latent[f"{name}_mu_v"][..., None], groups, -1)
         else:
             latent[f"{name}_{suffix}"] = rng.normal(0, sd, size=(chains, draws))
-    post = from_samples(
+    as_sampled = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in latent.items()}
+    post = from_values(
         spec,
         data,
-        latent={k: v.astype(np.float32) for k, v in latent.items()},
+        values=jax.vmap(jax.vmap(spec.parameter_values))(as_sampled),
         stats={
             "diverging": np.zeros((chains, draws), dtype=bool),
             "num_steps": np.full((chains, draws), 7),

@@ -139,9 +139,10 @@ def test_power_law_on_flops_recovers_known_parameters():
     frame = _power_frame(seed=20240602, truth=POWER_TRUTH)
     post, caught = _fit(bs.ScalingModel("power", noise="lognormal"), frame, seed=2)
     # With this pre-chosen seed the sampler reports 1 divergent transition of 4000. Sampler
-    # seeds 0-5 on this table give 0, 0, 1, 0, 0, 0 divergences and the same intervals (E, A and
-    # alpha to within 0.01, 2 and 0.001): a rare step at the edge of the posterior of a weakly
-    # identified exponent (0.1 over four decades), not a missed region. One is allowed here.
+    # seeds 0-5 on this table give 0, 0, 1, 0, 0, 0 divergences and the same 90% intervals (the
+    # bounds of E, A and alpha agree to 0.03, 2 and 0.002): a rare step at the edge of the
+    # posterior of a weakly identified exponent (0.1 over four decades), not a missed region.
+    # One is allowed here.
     _assert_recovered(post, POWER_TRUTH, caught, max_divergent=1)
 
 
