@@ -139,7 +139,7 @@ class ModelSpec:
                     u = centre[..., None] + latent[f"{name}_tau"][..., None] * latent[f"{name}_z"]
                 else:
                     u = prior.loc + prior.scale * latent[f"{name}_z"]
-                out[name] = _from_unconstrained(param.support, u)
+                out[name] = param.from_unconstrained(u)
             else:
                 t = self._coordinate(name, latent, "_w" if partial else "_v")
                 out[name] = _from_coordinate(param.coordinate, t, self._softness(name))
@@ -158,7 +158,7 @@ class ModelSpec:
             if param.coordinate == "log" or param.support != "positive":
                 prior = self.priors[name]
                 centre = prior.loc + prior.scale * latent[f"{name}_mu_z"]
-                out[f"{name}_mu"] = _from_unconstrained(param.support, centre)
+                out[f"{name}_mu"] = param.from_unconstrained(centre)
             else:
                 t = self._coordinate(name, latent, "_mu_v")
                 out[f"{name}_mu"] = _from_coordinate(param.coordinate, t, self._softness(name))
@@ -311,14 +311,6 @@ def _from_coordinate(coordinate: str, t: jax.Array, softness: float) -> jax.Arra
     """Positive value from a linear or reciprocal sampling coordinate ``t``."""
     positive = softness * jax.nn.softplus(t / softness)
     return 1.0 / positive if coordinate == "reciprocal" else positive
-
-
-def _from_unconstrained(support: str, u: jax.Array) -> jax.Array:
-    if support == "positive":
-        return jnp.exp(u)
-    if support == "unit":
-        return jax.nn.sigmoid(u)
-    return u
 
 
 class ScalingModel:

@@ -155,10 +155,10 @@ def make_model(config: Config) -> bs.ScalingModel:
 # -- the prior, mirrored from ModelSpec ----------------------------------------------------------
 
 
-def _from_unconstrained(support: str, u: np.ndarray) -> np.ndarray:
-    if support == "positive":
-        return np.exp(u)
-    if support == "unit":
+def _from_unconstrained(param: bs.Param, u: np.ndarray) -> np.ndarray:
+    if param.support == "positive":
+        return param.lower + np.exp(u)
+    if param.support == "unit":
         return 1.0 / (1.0 + np.exp(-u))
     return u
 
@@ -186,11 +186,11 @@ def draw_truth(
                 centre = prior.loc + prior.scale * rng.standard_normal()
                 tau = abs(rng.normal(0.0, spec.group_sd[name]))
                 u = centre + tau * rng.standard_normal(groups)
-                population[f"{name}_mu"] = _from_unconstrained(param.support, np.asarray(centre))
+                population[f"{name}_mu"] = _from_unconstrained(param, np.asarray(centre))
                 population[f"{name}_tau"] = np.asarray(tau)
             else:
                 u = prior.loc + prior.scale * rng.standard_normal(shape)
-            values[name] = _from_unconstrained(param.support, np.asarray(u))
+            values[name] = _from_unconstrained(param, np.asarray(u))
             continue
         # _sample_direct: the value (shared, independent or population centre) is LogNormal(loc,
         # scale); partially pooled group values are LogNormal(log centre, tau) around it. The

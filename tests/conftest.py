@@ -91,7 +91,7 @@ def runs() -> pd.DataFrame:
 
 # -- small real fits, shared by the session ------------------------------------------------------
 
-CHINCHILLA_FIT = {"seed": 1, "num_warmup": 500, "num_samples": 500, "num_chains": 2}
+CHINCHILLA_FIT = {"seed": 1, "num_warmup": 500, "num_samples": 1000, "num_chains": 2}
 # Partial pooling of E and A across only three datasets gives a funnel that 2 x 500 draws cannot
 # sample cleanly; an independent E and a shared A keep per-group parameters (``E[c4]``) without it.
 GROUPED_POOLING = {"E": "independent", "A": "shared"}

@@ -71,7 +71,7 @@ def test_forecast_shape_columns_and_index(chinchilla_post, kind):
 def test_mean_forecast_equals_direct_computation(chinchilla_post):
     out = bs.forecast(chinchilla_post, AT, ci_prob=0.8, kind="mean")
     direct = _chinchilla_direct(chinchilla_post, AT)
-    assert direct.shape == (1000, 3)
+    assert direct.shape == (2000, 3)
     for column, values in _summaries(direct, ci_prob=0.8).items():
         np.testing.assert_allclose(out[column].to_numpy(), values, rtol=1e-4, err_msg=column)
 
@@ -205,7 +205,7 @@ def test_prob_reached_predictive_agrees_with_predictive_draws(chinchilla_post):
 
 
 def test_predictive_draws_shapes(chinchilla_post):
-    assert bs.predictive_draws(chinchilla_post, AT).shape == (1000, 3)
+    assert bs.predictive_draws(chinchilla_post, AT).shape == (2000, 3)
     mean = bs.predictive_draws(chinchilla_post, AT, kind="mean")
     np.testing.assert_allclose(mean, _chinchilla_direct(chinchilla_post, AT), rtol=1e-4)
 

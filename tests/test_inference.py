@@ -27,10 +27,10 @@ def test_chain_method_follows_the_devices():
 def test_sampler_settings_are_recorded(chinchilla_post):
     sampler = chinchilla_post.meta["sampler"]
     assert sampler["seed"] == 1
-    assert (sampler["num_warmup"], sampler["num_samples"], sampler["num_chains"]) == (500, 500, 2)
+    assert (sampler["num_warmup"], sampler["num_samples"], sampler["num_chains"]) == (500, 1000, 2)
     assert sampler["dense_mass"] is True  # a default that was not overridden
     assert sampler["chain_method"] == chain_method(2)
-    assert chinchilla_post.idata.posterior.sizes == {"chain": 2, "draw": 500}
+    assert chinchilla_post.idata.posterior.sizes == {"chain": 2, "draw": 1000}
     assert set(chinchilla_post.meta["versions"]) >= {"bayescale", "numpyro", "jax", "arviz"}
 
 
@@ -52,7 +52,7 @@ def test_partial_pooling_samples_with_smaller_steps(gadre_c4_runs):
 
 def test_log_likelihood_is_of_the_response(chinchilla_post, chinchilla_runs):
     loglik = chinchilla_post.idata.log_likelihood["loss"]
-    assert loglik.shape == (2, 500, len(chinchilla_runs))
+    assert loglik.shape == (2, 1000, len(chinchilla_runs))
     assert np.isfinite(loglik.values).all()
     np.testing.assert_array_equal(
         chinchilla_post.idata.observed_data["loss"].values, chinchilla_runs["loss"].to_numpy()

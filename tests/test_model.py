@@ -162,7 +162,7 @@ def test_default_priors_in_response_units_are_shifted(runs):
     # Exponents and noise are not in response units.
     assert spec.priors["alpha"] == Prior(math.log(0.3), 1.0)
     assert spec.priors["sigma"] == Prior(math.log(0.05), 1.5)
-    assert spec.priors["nu"] == Prior(math.log(10.0), 1.0)
+    assert spec.priors["nu"] == Prior(math.log(9.0), 1.0)  # on log(nu - 1)
     # Scaling the losses by 10 moves the response-unit priors by log(10), nothing else.
     spec10, _ = ScalingModel("chinchilla").specify(runs.assign(loss=runs["loss"] * 10))
     assert spec10.priors["E"].loc - spec.priors["E"].loc == pytest.approx(math.log(10.0))
@@ -191,7 +191,7 @@ def test_constrain_zero_latents_gives_prior_medians(grouped_spec):
             latent[f"{name}_z" if log_coordinate else f"{name}_v"] = jnp.zeros(())
     values = grouped_spec.constrain(latent)
     for name, value in values.items():
-        expected = math.exp(grouped_spec.priors[name].loc)
+        expected = grouped_spec.params[name].lower + math.exp(grouped_spec.priors[name].loc)
         np.testing.assert_allclose(value, expected, rtol=1e-6)
         assert np.shape(value) == ((2,) if grouped_spec.per_group(name) else ())
 

@@ -26,7 +26,8 @@ def test_fixture_fits_pass_their_diagnostics(request, name):
     post = request.getfixturevalue(name)
     assert post.diagnostics.ok, post.diagnostics.describe()
     assert post.diagnostics.problems == []
-    assert post.diagnostics.num_draws == 1000
+    sampler = post.meta["sampler"]
+    assert post.diagnostics.num_draws == sampler["num_chains"] * sampler["num_samples"]
     assert "All sampling checks pass" in post.diagnostics.describe()
     assert "diagnostics ok" in repr(post)
 

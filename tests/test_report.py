@@ -70,6 +70,9 @@ def test_two_scale_law_report_has_predicted_vs_observed_only(chinchilla_post, tm
     text = bs.write_report(chinchilla_post, tmp_path / "c.html").read_text()
     assert text.count("<img ") == 1
     assert "Observed against posterior predictive" in text
+    # Priors as the model defines them, a bounded one with its bound.
+    assert "1 + LogNormal: median 10, sd of log(value - 1) 1" in text
+    assert "LogNormal: median 0.3, sd of log 1" in text
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -25,9 +25,10 @@ COORDINATES: tuple[str, ...] = ("log", "linear", "reciprocal")
 class Prior:
     """Normal prior on a parameter's unconstrained value.
 
-    The unconstrained value is ``log(value)`` for a positive parameter, ``logit(value)`` for one
-    in the unit interval and the value itself for a real one; so for a positive parameter this is
-    a LogNormal prior with median ``exp(loc)``.
+    The unconstrained value is ``log(value - lower)`` for a positive parameter (``lower`` is
+    0 unless the parameter says otherwise), ``logit(value)`` for one in the unit interval and the
+    value itself for a real one; so for a positive parameter this is a LogNormal prior on
+    ``value - lower`` with median ``exp(loc)``.
 
     Parameters
     ----------
@@ -83,6 +84,9 @@ class Param:
         of a saturating law sample best on the linear scale and exponents as reciprocals: along
         the ridge the data leave free (fixed loss and slope at the reference), ``E``, ``A_ref``
         and ``1/alpha`` move on a straight line, while their logs bend.
+    lower : float, default 0.0
+        Lower bound of a positive parameter sampled in the log coordinate: the value is
+        ``lower + exp(u)`` and the prior is on ``log(value - lower)``.
     reason : str
         Why the default prior is what it is (shown in docs and reports).
     """
@@ -93,6 +97,7 @@ class Param:
     response_units: bool = False
     group_sd: float = 0.5
     coordinate: Coordinate = "log"
+    lower: float = 0.0
     reason: str = ""
 
     def __post_init__(self) -> None:
@@ -107,6 +112,19 @@ class Param:
             )
         if self.pooling not in POOLINGS:
             raise SpecError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}.")
+        if self.lower != 0.0 and (self.support != "positive" or self.coordinate != "log"):
+            raise SpecError(
+                f"a lower bound is for positive parameters in the log coordinate; this one has "
+                f"support {self.support!r} and coordinate {self.coordinate!r}."
+            )
+
+    def from_unconstrained(self, u: jax.Array) -> jax.Array:
+        """Return the value at unconstrained ``u`` (log coordinate, or any non-positive one)."""
+        if self.support == "positive":
+            return self.lower + jnp.exp(u)
+        if self.support == "unit":
+            return jax.nn.sigmoid(u)
+        return u
 
 
 PredictFn = Callable[[Mapping[str, jax.Array], Mapping[str, jax.Array]], jax.Array]
@@ -168,7 +186,9 @@ class Law:
 
     def check(self) -> None:
         """Raise `SpecError` unless value and gradient are finite at the prior medians."""
-        params = {name: _prior_median(p) for name, p in self.params.items()}
+        params = {
+            name: p.from_unconstrained(jnp.asarray(p.prior.loc)) for name, p in self.params.items()
+        }
         x = {name: jnp.linspace(-3.0, 3.0, 7) for name in self.inputs}
 
         def total(p: Mapping[str, jax.Array]) -> jax.Array:
@@ -181,12 +201,3 @@ class Law:
                 f"law {self.name!r} is not finite at its prior medians (value {float(value)}, "
                 f"gradients {dict(zip(grad, grads, strict=True))}); check predict and priors."
             )
-
-
-def _prior_median(param: Param) -> jax.Array:
-    u = jnp.asarray(param.prior.loc)
-    if param.support == "positive":
-        return jnp.exp(u)
-    if param.support == "unit":
-        return jax.nn.sigmoid(u)
-    return u

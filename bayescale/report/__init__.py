@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayescale.decisions import fitted_runs, law_curve
 from bayescale.errors import SpecError
-from bayescale.laws import Prior
+from bayescale.laws import Param, Prior
 from bayescale.plots import plot_fit, plot_predicted_vs_observed
 from bayescale.posterior import Posterior
 
@@ -56,7 +56,7 @@ def _sections(posterior: Posterior, forecasts: pd.DataFrame | None, ci_prob: flo
     model = pd.DataFrame(
         {
             "pooling": [spec.pooling[n] if spec.group else "single group" for n in params],
-            "prior": [_describe_prior(params[n].support, spec.priors[n]) for n in params],
+            "prior": [_describe_prior(params[n], spec.priors[n]) for n in params],
             "why": [params[n].reason for n in params],
         },
         index=list(params),
@@ -91,10 +91,15 @@ def _sections(posterior: Posterior, forecasts: pd.DataFrame | None, ci_prob: flo
     }
 
 
-def _describe_prior(support: str, prior: Prior) -> str:
-    if support == "positive":
+def _describe_prior(param: Param, prior: Prior) -> str:
+    if param.support == "positive" and param.lower:
+        return (
+            f"{param.lower:g} + LogNormal: median {param.lower + math.exp(prior.loc):.3g}, "
+            f"sd of log(value - {param.lower:g}) {prior.scale:.3g}"
+        )
+    if param.support == "positive":
         return f"LogNormal: median {math.exp(prior.loc):.3g}, sd of log {prior.scale:.3g}"
-    if support == "unit":
+    if param.support == "unit":
         return f"logit-Normal: loc {prior.loc:.3g}, scale {prior.scale:.3g}"
     return f"Normal: mean {prior.loc:.3g}, sd {prior.scale:.3g}"
 

@@ -299,3 +299,14 @@ def test_saved_user_law_fit_needs_the_law_registered(user_law_fit, tmp_path):
     finally:
         bs.register_law(law)
     assert bs.load(path).spec == post.spec
+
+
+def test_a_lower_bound_shifts_a_positive_parameter():
+    bounded = Param("positive", Prior(math.log(9.0), 1.0), lower=1.0)
+    assert float(bounded.from_unconstrained(jnp.asarray(math.log(9.0)))) == pytest.approx(10.0)
+    # Far down the unconstrained scale the value approaches the bound, not zero.
+    assert float(bounded.from_unconstrained(jnp.asarray(-5.0))) == pytest.approx(1 + math.exp(-5))
+    with pytest.raises(SpecError, match="lower bound"):
+        Param("real", Prior(0.0, 1.0), lower=1.0)
+    with pytest.raises(SpecError, match="lower bound"):
+        Param("positive", Prior(0.0, 1.0), coordinate="linear", lower=1.0)
