@@ -2,8 +2,9 @@
 
 For each configuration (law, pooling) the script fixes a design of scales, then for each of R
 replicates draws every parameter from the prior *exactly as the model defines it*, simulates a
-table of log losses with lognormal noise, and fits all R tables with one ``bs.fit_many`` call. If
-prior, likelihood and sampler agree, the rank of each true parameter among ``L`` roughly
+table of log losses with the configuration's noise (lognormal, or Student-t with ``nu`` drawn
+from its default prior, ``nu - 1`` LogNormal), and fits all R tables with one ``bs.fit_many``
+call. If prior, likelihood and sampler agree, the rank of each true parameter among ``L`` roughly
 independent posterior draws is uniform on ``0..L``; a chi-square test over 10 bins checks that,
 one parameter at a time.
 
@@ -88,6 +89,7 @@ class Config:
     description: str
     grouped: bool = False
     pooling: Mapping[str, str] | None = None
+    noise: str = NOISE
 
 
 CONFIGS = {
@@ -114,6 +116,12 @@ CONFIGS = {
             "power, 4 tasks x 10 runs, all shared",
             grouped=True,
             pooling={"E": "shared", "A": "shared"},
+        ),
+        Config(
+            "power_student_t",
+            "power",
+            "power, 30 runs, one group, Student-t noise (nu with its default prior)",
+            noise="student_t",
         ),
     )
 }
@@ -147,7 +155,7 @@ def make_model(config: Config) -> bs.ScalingModel:
         config.law,
         group=GROUP if config.grouped else None,
         pooling=config.pooling,
-        noise=NOISE,
+        noise=config.noise,
         priors={k: v for k, v in PRIORS.items() if k in names},
     )
 
@@ -415,7 +423,8 @@ def environment() -> list[str]:
         f"- versions: python {platform.python_version()}, {listed} (git {commit})",
         f"- sampler per fit: {SAMPLER}, batched with bs.fit_many; ranks among "
         f"L={NUM_RANK_DRAWS} draws thinned evenly from each chain, {NUM_BINS} bins",
-        f"- priors: {priors} (B, beta: chinchilla only); tau ~ HalfNormal(0.5) (default)",
+        f"- priors: {priors} (B, beta: chinchilla only); tau ~ HalfNormal(0.5) and nu - 1 ~ "
+        "LogNormal(log 9, 1) (defaults)",
         f"- load average at start (1, 5, 15 min): {load}",
     ]
 
