@@ -119,7 +119,7 @@ class Param:
             )
 
     def from_unconstrained(self, u: jax.Array) -> jax.Array:
-        """Return the value at unconstrained ``u`` (log coordinate, or any non-positive one)."""
+        """Return the value at unconstrained ``u``: ``lower + exp(u)``, ``sigmoid(u)`` or ``u``."""
         if self.support == "positive":
             return self.lower + jnp.exp(u)
         if self.support == "unit":
