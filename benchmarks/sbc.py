@@ -59,6 +59,7 @@ import scipy.stats
 
 import bayescale as bs
 from bayescale.model import ModelSpec
+from bayescale.noise import NU
 from bayescale.noise import draw as draw_noise
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -161,6 +162,8 @@ def make_model(config: Config) -> bs.ScalingModel:
 
 
 # -- the prior, mirrored from ModelSpec ----------------------------------------------------------
+# Written out in numpy rather than calling the package's transforms (Param.from_unconstrained,
+# ModelSpec.constrain): a mistake there must show as miscalibration, not be copied into the truth.
 
 
 def _from_unconstrained(param: bs.Param, u: np.ndarray) -> np.ndarray:
@@ -423,8 +426,8 @@ def environment() -> list[str]:
         f"- versions: python {platform.python_version()}, {listed} (git {commit})",
         f"- sampler per fit: {SAMPLER}, batched with bs.fit_many; ranks among "
         f"L={NUM_RANK_DRAWS} draws thinned evenly from each chain, {NUM_BINS} bins",
-        f"- priors: {priors} (B, beta: chinchilla only); tau ~ HalfNormal(0.5) and nu - 1 ~ "
-        "LogNormal(log 9, 1) (defaults)",
+        f"- priors: {priors} (B, beta: chinchilla only); tau ~ HalfNormal(0.5) and nu - "
+        f"{NU.lower:g} ~ LogNormal(log {math.exp(NU.prior.loc):g}, {NU.prior.scale:g}) (defaults)",
         f"- load average at start (1, 5, 15 min): {load}",
     ]
 

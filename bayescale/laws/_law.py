@@ -112,6 +112,8 @@ class Param:
             )
         if self.pooling not in POOLINGS:
             raise SpecError(f"pooling must be one of {POOLINGS}; got {self.pooling!r}.")
+        if not (math.isfinite(self.lower) and self.lower >= 0.0):
+            raise SpecError(f"a lower bound must be finite and >= 0; got {self.lower}.")
         if self.lower != 0.0 and (self.support != "positive" or self.coordinate != "log"):
             raise SpecError(
                 f"a lower bound is for positive parameters in the log coordinate; this one has "

@@ -306,6 +306,9 @@ def test_a_lower_bound_shifts_a_positive_parameter():
     assert float(bounded.from_unconstrained(jnp.asarray(math.log(9.0)))) == pytest.approx(10.0)
     # Far down the unconstrained scale the value approaches the bound, not zero.
     assert float(bounded.from_unconstrained(jnp.asarray(-5.0))) == pytest.approx(1 + math.exp(-5))
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(SpecError, match="finite and >= 0"):
+            Param("positive", Prior(0.0, 1.0), lower=bad)
     with pytest.raises(SpecError, match="lower bound"):
         Param("real", Prior(0.0, 1.0), lower=1.0)
     with pytest.raises(SpecError, match="lower bound"):
