@@ -7,7 +7,8 @@ nu: ``nu = bound + exp(u)`` with ``log(nu - bound) ~ Normal(log(10 - bound), 1)`
 median stays 10 (bound 0 is the earlier default, 1 the current one). Each bound runs in its own
 process: the bound is part of the noise model, which a process compiles once.
 
-Per bound the script prints the fits that fail bayescale's checks, the mean and median CRPS of
+Per bound the script prints the fits that fail bayescale's checks, the smallest nu drawn, the
+families whose CRPS is not finite (predictive draws that overflow), the mean and median CRPS of
 the predictive draws at the held-out runs, and the families with the largest CRPS, with each
 chain's median of nu and sigma and the fit's largest R-hat: a stuck chain shows as two chains
 that disagree.
@@ -71,7 +72,8 @@ def one_bound(bound: float, num_families: int, seed: int) -> dict:
             ]
         )
     worst = []
-    for i in np.argsort(-scores)[:WORST]:
+    # A family whose predictive draws overflow has a NaN CRPS: it counts as the worst.
+    for i in np.argsort(-np.nan_to_num(scores, nan=np.inf))[:WORST]:
         draws = posteriors[i].idata.posterior
         worst.append(
             {
@@ -87,6 +89,7 @@ def one_bound(bound: float, num_families: int, seed: int) -> dict:
         "wall_s": time.perf_counter() - start,
         "failing": sum(not post.diagnostics.ok for post in posteriors),
         "nu_min": float(min(post.idata.posterior["nu"].min() for post in posteriors)),
+        "non_finite": int(np.sum(~np.isfinite(scores))),
         "mean_crps": float(np.mean(scores)),
         "median_crps": float(np.median(scores)),
         "worst": worst,
@@ -110,10 +113,11 @@ def main() -> int:
     print(f"- bayescale {bs.__version__}, sampler per fit {SAMPLER}, seed {args.seed}")
     print(f"- prior: log(nu - bound) ~ Normal(log({PRIOR_MEDIAN:g} - bound), 1)\n")
     print(
-        "| nu > | wall s | fits failing checks | smallest nu drawn | mean CRPS x1e3 | "
-        "median CRPS x1e3 | worst families: CRPS x1e3 (chain medians of nu; of sigma; max R-hat) |"
+        "| nu > | wall s | fits failing checks | smallest nu drawn | families with CRPS not "
+        "finite | mean CRPS x1e3 | median CRPS x1e3 | worst families: CRPS x1e3 (chain medians "
+        "of nu; of sigma; max R-hat) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
     for bound in args.bounds:
         command = [sys.executable, __file__, "--one-bound", str(bound)]
         command += ["--families", str(args.families), "--seed", str(args.seed)]
@@ -126,8 +130,8 @@ def main() -> int:
         )
         print(
             f"| {bound:g} | {r['wall_s']:.1f} | {r['failing']} of {args.families} | "
-            f"{r['nu_min']:.3g} | {1e3 * r['mean_crps']:.2f} | {1e3 * r['median_crps']:.2f} | "
-            f"{worst} |",
+            f"{r['nu_min']:.3g} | {r['non_finite']} | {1e3 * r['mean_crps']:.2f} | "
+            f"{1e3 * r['median_crps']:.2f} | {worst} |",
             flush=True,
         )
     return 0
