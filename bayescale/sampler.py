@@ -7,12 +7,14 @@ shape neither traces nor compiles; across processes JAX's persistent cache
 (`bayescale.inference.enable_compilation_cache`) skips the compilation.
 
 Warmup starts from a Laplace approximation instead of an identity mass matrix. Each chain runs
-Adam from its own dispersed starting point toward a posterior mode, and the inverse Hessian
-there is the mass matrix for the first half of warmup. At the half, the mass matrix is estimated
-once more, from the draws of warmup's second quarter shrunk toward the Laplace matrix with
-weight n / (n + d) (n draws, d unconstrained dimensions), and step-size adaptation restarts.
-NumPyro's default doubling windows start from the identity and re-estimate a d x d matrix from
-as few as 25 draws, so with many groups most gradient evaluations of a fit are spent in warmup.
+Adam from its own dispersed starting point toward a posterior mode; the inverse Hessian there is
+the first mass matrix, and the chain starts from a typical draw of that Normal. The mass matrix
+is then re-estimated twice, from the draws of warmup's second quarter and of its second half
+(less NumPyro's final step-size buffer), each regularised covariance shrunk toward the matrix
+before it with weight n / (n + d) (n draws, d unconstrained dimensions); step-size adaptation
+restarts each time. NumPyro's default doubling windows start from the identity and re-estimate a
+d x d matrix from as few as 25 draws, so with many groups most gradient evaluations of a fit
+went into warmup.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import init_to_uniform
 from numpyro.infer.hmc import HMCState, hmc
-from numpyro.infer.hmc_util import warmup_adapter, welford_covariance
-from numpyro.optim import Adam
+from numpyro.infer.hmc_util import build_adaptation_schedule, warmup_adapter, welford_covariance
 from numpyro.infer.util import constrain_fn, potential_energy
+from numpyro.optim import Adam
 from tqdm.auto import tqdm
 
 from bayescale.laws import Prior
@@ -52,6 +54,10 @@ MODE_SEARCH_RATE = 0.02
 # Eigenvalues of the Hessian at the mode are clipped to this range, so that a flat or
 # non-convex direction gets a finite, positive variance in the Laplace mass matrix.
 CURVATURE_RANGE = (1e-2, 1e8)
+# A chain starts from a draw of the Laplace approximation only if the draw's potential is at most
+# this many sds of chi-square(d) / 2 above its mean (an atypical draw means a poor approximation
+# there, such as a mode search that stopped short); otherwise it starts at the mode.
+TYPICAL_EXCESS_SDS = 4.0
 
 TableArgs = tuple[dict[str, jax.Array], jax.Array, jax.Array, jax.Array]
 
@@ -191,22 +197,23 @@ def _build(
     num_warmup = config["num_warmup"]
     total = num_warmup + config["num_samples"]
     dense = config["dense_mass"]
-    # Draws [window_start, retune_at) re-estimate the mass matrix once, after draw retune_at - 1.
-    window_start, retune_at = num_warmup // 4, num_warmup // 2
-    retunes = retune_at - window_start >= 2
+    windows = _mass_matrix_windows(num_warmup)
+    window_starts = jnp.array([start for start, _ in windows], dtype=int)
+    window_stops = jnp.array([stop for _, stop in windows], dtype=int)
     moments_init, moments_update, moments_final = welford_covariance(diagonal=not dense)
     adapt_init, _ = warmup_adapter(
         num_warmup, adapt_step_size=False, adapt_mass_matrix=False, dense_mass=dense
     )
 
     def start(key: jax.Array, table_args: TableArgs):
-        key_init, key_run = jax.random.split(key)
-        z0, started = _starting_point(key_init, potential_fn_gen(*table_args), table_args, model)
-        z_mode, laplace = _laplace(potential_fn_gen(*table_args), z0)
+        key_init, key_laplace, key_run = jax.random.split(key, 3)
+        potential_fn = potential_fn_gen(*table_args)
+        z0, started = _starting_point(key_init, potential_fn, table_args, model)
+        z_start, laplace = _laplace_start(key_laplace, potential_fn, z0)
         if not dense:
             laplace = jnp.diag(laplace)
         state = init_kernel(
-            z_mode,
+            z_start,
             num_warmup,
             inverse_mass_matrix=laplace,
             adapt_mass_matrix=False,
@@ -216,18 +223,28 @@ def _build(
             model_args=table_args,
             rng_key=key_run,
         )
-        return state, started, laplace, moments_init(laplace.shape[-1])
+        return state, started, moments_init(laplace.shape[-1])
 
-    def retune(state: HMCState, moments: tuple, laplace: jax.Array) -> HMCState:
-        """Mass matrix from the window's draws shrunk toward ``laplace``; step size restarts."""
-        count = moments[2]
-        weight = count / (count + laplace.shape[-1])
-        inverse_mass = weight * moments_final(moments)[0] + (1 - weight) * laplace
+    def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
+        """Mass matrix from the window's draws, shrunk toward the current one; step size restarts.
+
+        The shrinkage weight of the window's covariance is n / (n + d) for n draws in d
+        dimensions: a window of a few hundred draws does not estimate a d x d covariance alone.
+        """
         adapt = state.adapt_state
+        previous = adapt.inverse_mass_matrix
+        count = moments[2]
+        weight = count / (count + previous.shape[-1])
+        # Stan's regularisation of the window's covariance (a small diagonal floor) as well:
+        # without it, near-singular posteriors (amplitude, offset and exponent of a power law
+        # over few decades) gave many times more divergent transitions.
+        window = moments_final(moments, regularize=True)[0]
+        inverse_mass = weight * window + (1 - weight) * previous
         fresh = adapt_init(
             (state.z,), adapt.rng_key, adapt.step_size, inverse_mass_matrix=inverse_mass
         )
-        return state._replace(adapt_state=fresh._replace(window_idx=adapt.window_idx))
+        state = state._replace(adapt_state=fresh._replace(window_idx=adapt.window_idx))
+        return state, moments_init(previous.shape[-1])
 
     def finish(z: dict[str, jax.Array], table_args: TableArgs):
         latent = jax.vmap(lambda draw: constrain_fn(model, table_args, {}, draw))(z)
@@ -243,20 +260,20 @@ def _build(
         NUTS loops costs many times more to trace.
         """
         lift = jax.vmap if lanes else lambda fn: fn
-        state, started, laplace, moments = lift(start)(keys, args)
+        state, started, moments = lift(start)(keys, args)
 
         def step(carry, i):
             state, moments = carry
             if progress:
                 _report_progress(i, total)
             state = lift(lambda s, a: sample_kernel(s, model_args=a))(state, args)
-            if retunes:
-                in_window = (i >= window_start) & (i < retune_at)
+            if windows:
+                in_window = jnp.any((i >= window_starts) & (i < window_stops))
                 moments = lax.cond(
                     in_window, lift(moments_update), lambda z, m: m, state.z, moments
                 )
-                state = lax.cond(
-                    i == retune_at - 1, lift(retune), lambda s, m, l: s, state, moments, laplace
+                state, moments = lax.cond(
+                    jnp.any(i == window_stops - 1), lift(retune), lambda *c: c, state, moments
                 )
             return (state, moments), (state.z, state.diverging, state.num_steps)
 
@@ -321,14 +338,32 @@ def _starting_point(
     return z, found
 
 
-def _laplace(
-    potential_fn: Callable, z0: dict[str, jax.Array]
+def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:
+    """Warmup iterations [start, stop) whose draws re-estimate the mass matrix, in order.
+
+    Warmup's second quarter, then from its half to where NumPyro's final step-size-only buffer
+    begins; none when warmup is too short to have that buffer.
+    """
+    schedule = build_adaptation_schedule(num_warmup)
+    if len(schedule) < 2:
+        return []
+    half, end = num_warmup // 2, schedule[-1].start
+    windows = [(num_warmup // 4, half), (half, end)]
+    return [(start, stop) for start, stop in windows if stop - start >= 2]
+
+
+def _laplace_start(
+    key: jax.Array, potential_fn: Callable, z0: dict[str, jax.Array]
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Approximate posterior mode and covariance on the unconstrained scale.
+    """Return a starting point and mass matrix from a Laplace approximation of the posterior.
 
     Adam from ``z0`` toward the minimum of the potential (non-finite gradient components are
     skipped); the covariance is the inverse Hessian there, its eigenvalues clipped to
-    `CURVATURE_RANGE`. Falls back to ``z0`` and the identity where either is not finite.
+    `CURVATURE_RANGE`. The start is a draw from that Normal (chains start apart, in the bulk
+    rather than at the mode) if its potential exceeds the mode's by no more than a draw of the
+    Normal itself would (`TYPICAL_EXCESS_SDS` above the chi-square mean); otherwise the mode,
+    or ``z0`` where the mode's density is not finite. The covariance falls back to the identity
+    where the Hessian is not finite.
     """
     flat0, unravel = ravel_pytree(z0)
 
@@ -344,20 +379,28 @@ def _laplace(
 
     opt_state, _ = lax.scan(descend, optimizer.init(flat0), None, length=MODE_SEARCH_STEPS)
     mode = optimizer.get_params(opt_state)
-    mode = jnp.where(jnp.isfinite(energy(mode)), mode, flat0)
     hessian = _hessian(gradient, mode)
     hessian = jnp.where(jnp.all(jnp.isfinite(hessian)), hessian, jnp.identity(mode.size))
     curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + hessian.T))
     curvatures = jnp.clip(curvatures, *CURVATURE_RANGE)
-    return unravel(mode), (axes / curvatures) @ axes.T
+    draw = mode + (axes / jnp.sqrt(curvatures)) @ jax.random.normal(key, mode.shape)
+    # One loop over both points: one copy of the log density in the compiled program.
+    at_mode, at_draw = lax.map(energy, jnp.stack([mode, draw]))
+    # Under the Normal, potential(draw) - potential(mode) is chi-square(d) / 2.
+    half_d = mode.size / 2
+    typical = at_draw - at_mode <= half_d + TYPICAL_EXCESS_SDS * jnp.sqrt(half_d)
+    start = jnp.where(
+        jnp.isfinite(at_mode), jnp.where(jnp.isfinite(at_draw) & typical, draw, mode), flat0
+    )
+    return unravel(start), (axes / curvatures) @ axes.T
 
 
 def _hessian(gradient: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
-    """Hessian at ``x`` by central differences of ``gradient``, row by row.
+    """Return the Hessian at ``x`` by central differences of ``gradient``, row by row.
 
-    One gradient program evaluated at 2d points: compiling the model's exact second
-    derivatives takes several times longer than the sampler itself. The step, the cube root of
-    the float precision times max(1, |x|), balances truncation and rounding error.
+    One gradient program evaluated at x +- h_i e_i: compiling the model's exact second
+    derivatives takes several times longer than the sampler itself. The step h_i, the cube root
+    of the float precision times max(1, |x_i|), balances truncation and rounding error.
     """
     step = jnp.finfo(x.dtype).eps ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
     offsets = jnp.diag(step)
