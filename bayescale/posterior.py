@@ -95,7 +95,9 @@ class Diagnostics:
         num_warmup = int(sampler.get("num_warmup", 1000))
         num_samples = int(sampler.get("num_samples", 1000))
         target_accept = float(sampler.get("target_accept_prob", 0.8))
-        table = az.summary(idata, kind="diagnostics", round_to="none")
+        # A chain that never moved has no variance: its R-hat and ESS are NaN, reported below.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table = az.summary(idata, kind="diagnostics", round_to="none")
         stats = idata.sample_stats
         num_chains = idata.posterior.sizes["chain"]
         divergent = int(stats["diverging"].sum())
@@ -105,7 +107,8 @@ class Diagnostics:
         if len(undefined):
             problems.append(
                 f"R-hat or ESS could not be computed for {list(undefined)}: too few draws or "
-                "chains. Run longer (num_samples=1000, num_chains=4)."
+                "chains, or a chain that never moved. Run longer (num_samples=1000, "
+                "num_chains=4)."
             )
         rhat = table["r_hat"].fillna(-np.inf)
         if rhat.max() > RHAT_MAX:

@@ -8,13 +8,12 @@ shape neither traces nor compiles; across processes JAX's persistent cache
 
 Warmup starts from a Laplace approximation instead of an identity mass matrix. Each chain runs
 Adam from its own dispersed starting point toward a posterior mode; the inverse Hessian there is
-the first mass matrix, and the chain starts from a typical draw of that Normal. The mass matrix
-is then re-estimated twice, from the draws of warmup's second quarter and of its second half
-(less NumPyro's final step-size buffer), each regularised covariance shrunk toward the matrix
-before it with weight n / (n + d) (n draws, d unconstrained dimensions); step-size adaptation
-restarts each time. NumPyro's default doubling windows start from the identity and re-estimate a
-d x d matrix from as few as 25 draws, so with many groups most gradient evaluations of a fit
-went into warmup.
+the first mass matrix, and the chain starts from a typical draw of that Normal. At the end of
+each of NumPyro's doubling adaptation windows the mass matrix is re-estimated: the window's
+regularised covariance, shrunk toward the matrix before it with weight n / (n + d) (n draws, d
+unconstrained dimensions). NumPyro's default starts from the identity and replaces the matrix by
+each window's estimate, from as few as 25 draws, so with many groups most gradient evaluations
+of a fit went into warmup.
 """
 
 from __future__ import annotations
@@ -51,9 +50,9 @@ PROGRESS_UPDATES = 50
 # The mode search: Adam steps and learning rate on the standardised unconstrained scale.
 MODE_SEARCH_STEPS = 1000
 MODE_SEARCH_RATE = 0.02
-# Eigenvalues of the Hessian at the mode are clipped to this range, so that a flat or
-# non-convex direction gets a finite, positive variance in the Laplace mass matrix.
-CURVATURE_RANGE = (1e-2, 1e8)
+# Eigenvalues of the Hessian at the mode are clipped to this range: a flat or non-convex
+# direction gets the standardised priors' unit variance in the Laplace mass matrix, not more.
+CURVATURE_RANGE = (1.0, 1e8)
 # A chain starts from a draw of the Laplace approximation only if the draw's potential is at most
 # this many sds of chi-square(d) / 2 above its mean (an atypical draw means a poor approximation
 # there, such as a mode search that stopped short); otherwise it starts at the mode.
@@ -226,18 +225,19 @@ def _build(
         return state, started, moments_init(laplace.shape[-1])
 
     def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
-        """Mass matrix from the window's draws, shrunk toward the current one; step size restarts.
+        """Mass matrix from the window's draws; step-size adaptation restarts.
 
-        The shrinkage weight of the window's covariance is n / (n + d) for n draws in d
-        dimensions: a window of a few hundred draws does not estimate a d x d covariance alone.
+        The window's covariance gets Stan's regularisation (a small diagonal floor; without
+        it near-singular posteriors, such as a power law's amplitude, offset and exponent over
+        few decades, gave many times more divergent transitions) and is shrunk toward the
+        current matrix (at first the Laplace one) with weight n / (n + d) for n draws in d
+        dimensions: 25 to 500 draws do not estimate a d x d covariance alone at many groups,
+        while at few dimensions the earlier matrices fade within a few windows.
         """
         adapt = state.adapt_state
         previous = adapt.inverse_mass_matrix
         count = moments[2]
         weight = count / (count + previous.shape[-1])
-        # Stan's regularisation of the window's covariance (a small diagonal floor) as well:
-        # without it, near-singular posteriors (amplitude, offset and exponent of a power law
-        # over few decades) gave many times more divergent transitions.
         window = moments_final(moments, regularize=True)[0]
         inverse_mass = weight * window + (1 - weight) * previous
         fresh = adapt_init(
@@ -341,15 +341,11 @@ def _starting_point(
 def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:
     """Warmup iterations [start, stop) whose draws re-estimate the mass matrix, in order.
 
-    Warmup's second quarter, then from its half to where NumPyro's final step-size-only buffer
-    begins; none when warmup is too short to have that buffer.
+    NumPyro's (and Stan's) doubling windows between its initial and final step-size buffers;
+    none when warmup is too short for them.
     """
     schedule = build_adaptation_schedule(num_warmup)
-    if len(schedule) < 2:
-        return []
-    half, end = num_warmup // 2, schedule[-1].start
-    windows = [(num_warmup // 4, half), (half, end)]
-    return [(start, stop) for start, stop in windows if stop - start >= 2]
+    return [(w.start, w.end + 1) for w in schedule[1:-1] if w.end + 1 - w.start >= 2]
 
 
 def _laplace_start(

@@ -330,6 +330,14 @@ def test_diagnostics_flag_an_undefined_r_hat(rng):
     assert any("R-hat" in p for p in diag.problems)
 
 
+def test_diagnostics_flag_a_chain_that_never_moved(rng):
+    idata = _fake_idata(rng)
+    idata.posterior["b"][:] = 1.5  # every chain stuck at one value: no variance at all
+    diag = Diagnostics.from_idata(idata, max_tree_depth=10)  # no numpy warning raised
+    assert not diag.ok
+    assert any("never moved" in p and "'b'" in p for p in diag.problems)
+
+
 # -- population parameters of a partially pooled fit (built from fake latents) ----------------
 
 
