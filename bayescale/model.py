@@ -352,6 +352,7 @@ class ScalingModel:
         "target_accept_prob": 0.8,
         "dense_mass": True,
         "max_tree_depth": 10,
+        "warmup": "laplace",
     }
 
     def __init__(
@@ -448,7 +449,8 @@ class ScalingModel:
             Show progress; by default only when standard error is a terminal.
         **sampler_config
             ``num_warmup``, ``num_samples``, ``num_chains``, ``target_accept_prob``,
-            ``dense_mass``, ``max_tree_depth``; defaults in `default_sampler_config`, except
+            ``dense_mass``, ``max_tree_depth``, ``warmup`` (``"laplace"`` or ``"standard"``,
+            docs/model.md); defaults in `default_sampler_config`, except
             ``target_accept_prob`` 0.95 when a parameter is partially pooled.
 
         Returns

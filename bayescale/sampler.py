@@ -6,14 +6,15 @@ structure and sampler setting and kept for the life of the process. A second fit
 shape neither traces nor compiles; across processes JAX's persistent cache
 (`bayescale.inference.enable_compilation_cache`) skips the compilation.
 
-Warmup starts from a Laplace approximation instead of an identity mass matrix. Each chain runs
-Adam from its own dispersed starting point toward a posterior mode; the inverse Hessian there is
-the first mass matrix, and the chain starts from a typical draw of that Normal. At the end of
-each of NumPyro's doubling adaptation windows the mass matrix is re-estimated: the window's
-regularised covariance, shrunk toward the matrix before it with weight n / (n + d) (n draws, d
-unconstrained dimensions). NumPyro's default starts from the identity and replaces the matrix by
-each window's estimate, from as few as 25 draws, so with many groups most gradient evaluations
-of a fit went into warmup.
+With ``warmup="laplace"`` (the default of single fits), warmup starts from a Laplace
+approximation instead of an identity mass matrix. Each chain runs Adam from its own dispersed
+starting point toward a posterior mode; the inverse Hessian there is the first mass matrix, and
+the chain starts from a typical draw of that Normal. At the end of each of NumPyro's doubling
+adaptation windows the mass matrix is re-estimated: the window's regularised covariance, shrunk
+toward the matrix before it with weight n / (n + d) (n draws, d unconstrained dimensions).
+NumPyro's default starts from the identity and replaces the matrix by each window's estimate,
+from as few as 25 draws, so with many groups most gradient evaluations of a fit went into
+warmup. ``warmup="standard"`` is NumPyro's adaptation, from uniform starting points.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def run_nuts(
         Structure shared by all tables (law, pooling, noise, prior scales, number of groups).
     config : mapping
         Sampler settings: ``num_warmup``, ``num_samples``, ``dense_mass``,
-        ``target_accept_prob``, ``max_tree_depth``.
+        ``target_accept_prob``, ``max_tree_depth``, ``warmup`` (``"laplace"`` or
+        ``"standard"``).
     keys : jax.Array
         PRNG keys, shape (tables, chains, 2).
     args : tuple
@@ -139,7 +141,14 @@ def run_nuts(
     return Draws(values, diverging, num_steps, loglik, started)
 
 
-_SETTINGS = ("num_warmup", "num_samples", "dense_mass", "target_accept_prob", "max_tree_depth")
+_SETTINGS = (
+    "num_warmup",
+    "num_samples",
+    "dense_mass",
+    "target_accept_prob",
+    "max_tree_depth",
+    "warmup",
+)
 
 
 def structure_key(spec: ModelSpec) -> str:
@@ -196,7 +205,8 @@ def _build(
     num_warmup = config["num_warmup"]
     total = num_warmup + config["num_samples"]
     dense = config["dense_mass"]
-    windows = _mass_matrix_windows(num_warmup)
+    laplace_warmup = config["warmup"] == "laplace"
+    windows = _mass_matrix_windows(num_warmup) if laplace_warmup else []
     window_starts = jnp.array([start for start, _ in windows], dtype=int)
     window_stops = jnp.array([stop for _, stop in windows], dtype=int)
     moments_init, moments_update, moments_final = welford_covariance(diagonal=not dense)
@@ -208,21 +218,25 @@ def _build(
         key_init, key_laplace, key_run = jax.random.split(key, 3)
         potential_fn = potential_fn_gen(*table_args)
         z0, started = _starting_point(key_init, potential_fn, table_args, model)
-        z_start, laplace = _laplace_start(key_laplace, potential_fn, z0)
-        if not dense:
-            laplace = jnp.diag(laplace)
+        size = ravel_pytree(z0)[0].size
+        if laplace_warmup:
+            z0, inverse_mass = _laplace_start(key_laplace, potential_fn, z0)
+            if not dense:
+                inverse_mass = jnp.diag(inverse_mass)
+        else:
+            inverse_mass = None  # NumPyro's identity, adapted in its own windows
         state = init_kernel(
-            z_start,
+            z0,
             num_warmup,
-            inverse_mass_matrix=laplace,
-            adapt_mass_matrix=False,
+            inverse_mass_matrix=inverse_mass,
+            adapt_mass_matrix=not laplace_warmup,
             dense_mass=dense,
             target_accept_prob=config["target_accept_prob"],
             max_tree_depth=config["max_tree_depth"],
             model_args=table_args,
             rng_key=key_run,
         )
-        return state, started, moments_init(laplace.shape[-1])
+        return state, started, moments_init(size)
 
     def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
         """Mass matrix from the window's draws; step-size adaptation restarts.

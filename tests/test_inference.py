@@ -207,3 +207,16 @@ def test_both_mass_matrix_kinds_sample_the_chinchilla_posterior(
         mean, sd = reference[name].values.mean(), reference[name].values.std()
         # Within 0.4 posterior sds: several times the Monte Carlo error of either mean.
         assert abs(post.idata.posterior[name].values.mean() - mean) < 0.4 * sd
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
+def test_warmup_is_checked_and_recorded(chinchilla_runs):
+    model = bs.ScalingModel("chinchilla", noise="lognormal")
+    with pytest.raises(bs.SpecError, match="unknown warmup 'fast'"):
+        model.fit(chinchilla_runs, warmup="fast")
+    settings = {"num_warmup": 200, "num_samples": 200, "num_chains": 2}
+    (batched,) = bs.fit_many(model, [chinchilla_runs], **settings)
+    assert batched.meta["sampler"]["warmup"] == "standard"  # lanes in lockstep: see fit_many
+    single = model.fit(chinchilla_runs, warmup="standard", **settings)
+    assert single.meta["sampler"]["warmup"] == "standard"
+    assert model.fit(chinchilla_runs, **settings).meta["sampler"]["warmup"] == "laplace"
