@@ -19,6 +19,8 @@ PyMC runs one process per core, nutpie one thread per chain):
   partially pooled, alpha and beta shared). Its persistent compilation cache
   (``$BAYESCALE_CACHE_DIR``) points at a fresh, empty temporary directory, so each problem
   compiles from scratch.
+* bayescale-standard: the same with ``warmup="standard"`` (NumPyro's adaptation from the
+  identity instead of the default Laplace start), to show what the warmup scheme alone changes.
 * textbook NumPyro: the model as usually written, on raw log N and log D: for one group
   ``benchmarks/chinchilla_fit.py``'s ``textbook_model`` (log E, log A, log B ~ Normal(0, 5)); for
   several, per group log E_g, log A_g, log B_g = mu + tau z_g (non-centred) with
@@ -114,7 +116,7 @@ POWER_NOISE_SD = 0.02
 MANY_SAMPLER = {"num_chains": 2, "num_warmup": 500, "num_samples": 500}
 # --quick: warmup and draws of both tables, chains of table 1. A smoke test, not a benchmark.
 QUICK_DRAWS, QUICK_CHAINS = 50, 2
-SAMPLERS = ("bayescale", "numpyro", "pymc", "nutpie")
+SAMPLERS = ("bayescale", "bayescale-standard", "numpyro", "pymc", "nutpie")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,20 +247,24 @@ def simulated_problem(groups: int) -> Problem:
 # -- samplers -------------------------------------------------------------------------------
 
 
-def run_bayescale(problem: Problem, sampler: dict) -> Row:
+def run_bayescale(problem: Problem, sampler: dict, warmup: str = "laplace") -> Row:
     """Time one `ScalingModel.fit`, everything it does included."""
     model = bs.ScalingModel("chinchilla", group=problem.group, noise=NOISE)
     with warnings.catch_warnings():
         # Failed diagnostics show in the table; the warning text would only repeat them.
         warnings.simplefilter("ignore", bs.SamplingWarning)
         start = time.perf_counter()
-        post = model.fit(problem.frame, seed=SEED, progress_bar=False, **sampler)
+        post = model.fit(problem.frame, seed=SEED, progress_bar=False, warmup=warmup, **sampler)
         wall = time.perf_counter() - start
     posterior, stats = post.idata.posterior, post.idata.sample_stats
     draws = {k: posterior[k].values for k in LAW_PARAMS}
-    return summarise(
-        problem, "bayescale", wall, draws, stats["n_steps"].values, stats["diverging"].values
-    )
+    name = "bayescale" if warmup == "laplace" else f"bayescale-{warmup}"
+    return summarise(problem, name, wall, draws, stats["n_steps"].values, stats["diverging"].values)
+
+
+def run_bayescale_standard(problem: Problem, sampler: dict) -> Row:
+    """`run_bayescale` with NumPyro's warmup (``warmup="standard"``) instead of the default."""
+    return run_bayescale(problem, sampler, warmup="standard")
 
 
 def hierarchical_model(log_n, log_d, group, num_groups: int, log_loss=None) -> None:
@@ -386,6 +392,7 @@ def run_nutpie(problem: Problem, sampler: dict) -> Row:
 
 RUNNERS: dict[str, Callable[[Problem, dict], Row]] = {
     "bayescale": run_bayescale,
+    "bayescale-standard": run_bayescale_standard,
     "numpyro": run_numpyro,
     "pymc": run_pymc,
     "nutpie": run_nutpie,
@@ -439,7 +446,7 @@ def ratio_table(rows: Sequence[Row]) -> str:
     ]
     for problem in dict.fromkeys(r.problem for r in rows):
         ours = [r for r in rows if r.problem == problem and r.sampler == "bayescale"]
-        others = [r for r in rows if r.problem == problem and r.sampler != "bayescale"]
+        others = [r for r in rows if r.problem == problem and not r.sampler.startswith("bayescale")]
         if not ours or not others:
             continue
         best = max(others, key=lambda r: np.nan_to_num(r.ess_per_s, nan=-np.inf))
