@@ -157,8 +157,8 @@ def fit_many(
         ``"standard"`` (NumPyro's adaptation from the identity): lanes run in lockstep, so the
         warmup costs as much as its slowest lane, and a chain whose Laplace approximation is
         poor (a banana or a funnel) runs at maximum tree depth until its first adaptation
-        window. Simulation-based calibration of the power law took 199.6 s with ``"laplace"``
-        and 69.3 s with ``"standard"`` (benchmarks/README.md).
+        window. Simulation-based calibration of the power law took 193.1 s with ``"laplace"``
+        and 57.8 s with ``"standard"`` (benchmarks/README.md).
 
     Returns
     -------
