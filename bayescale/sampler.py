@@ -236,7 +236,8 @@ def _build(
             model_args=table_args,
             rng_key=key_run,
         )
-        return state, started, moments_init(size)
+        # Window moments (a d x d matrix per lane when dense) only where windows use them.
+        return state, started, moments_init(size) if windows else ()
 
     def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
         """Mass matrix from the window's draws; step-size adaptation restarts.
