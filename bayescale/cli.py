@@ -94,6 +94,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "num_warmup": args.num_warmup,
         "num_samples": args.num_samples,
         "num_chains": args.num_chains,
+        "warmup": args.warmup,
     }
     post = model.fit(frame, seed=args.seed, **config)
     path = post.save(args.out)
@@ -154,6 +155,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``bayescale`` argument parser."""
+    from bayescale.inference import WARMUPS
     from bayescale.laws import LAWS
     from bayescale.noise import NOISES
 
@@ -180,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--num-warmup", type=int, default=1000)
     fit.add_argument("--num-samples", type=int, default=1000)
     fit.add_argument("--num-chains", type=int, default=4)
+    fit.add_argument(
+        "--warmup",
+        choices=WARMUPS,
+        default="laplace",
+        help="laplace: start from a Laplace approximation (default); standard: NumPyro's",
+    )
     fit.add_argument("--out", required=True, help="path of the netCDF file to write")
     fit.set_defaults(run=_cmd_fit)
 

@@ -47,6 +47,7 @@ def test_fit_summary_forecast_round_trip(saved_fit, capsys):
     assert status == 0
     answer = json.loads(capsys.readouterr().out)
     post = bs.load(saved_fit)
+    assert post.meta["sampler"]["warmup"] == "laplace"
     import pandas as pd
 
     at = pd.DataFrame({"params": [7e10], "tokens": [1.4e12]})
@@ -55,6 +56,16 @@ def test_fit_summary_forecast_round_trip(saved_fit, capsys):
     assert row["median"] == pytest.approx(expected["median"])
     assert row["prob_reached"] == pytest.approx(bs.prob_reached(post, 1.95, at)[0])
     assert answer["diagnostics_ok"] is True and answer["warnings"] == []
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
+def test_fit_takes_the_warmup_scheme(chinchilla_runs, tmp_path):
+    chinchilla_runs.to_csv(tmp_path / "runs.csv", index=False)
+    out = tmp_path / "fit.nc"
+    short = ["--num-warmup", "100", "--num-samples", "100", "--num-chains", "2"]
+    args = ["fit", str(tmp_path / "runs.csv"), "--law", "chinchilla", "--noise", "lognormal"]
+    assert main(args + short + ["--warmup", "standard", "--out", str(out)]) == 0
+    assert bs.load(out).meta["sampler"]["warmup"] == "standard"
 
 
 def test_report_command_writes_html(saved_fit, tmp_path, capsys):
