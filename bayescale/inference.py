@@ -103,20 +103,25 @@ PARTIAL_POOLING_TARGET_ACCEPT = 0.95
 
 
 def _sampler_config(
-    model: ScalingModel, spec: ModelSpec, overrides: dict[str, Any]
+    model: ScalingModel, spec: ModelSpec, overrides: dict[str, Any], *, batched: bool = False
 ) -> dict[str, Any]:
-    """Merge sampler overrides into the defaults for ``spec``; turn on the compilation cache."""
+    """Merge sampler overrides into the defaults for ``spec``; turn on the compilation cache.
+
+    ``batched`` (`fit_many`) defaults to NumPyro's warmup: its lanes run in lockstep.
+    """
     unknown = sorted(set(overrides) - SAMPLER_KEYS)
     if unknown:
         raise SpecError(f"unknown sampler options {unknown}; known are {sorted(SAMPLER_KEYS)}.")
-    warmup = overrides.get("warmup", model.default_sampler_config["warmup"])
-    if warmup not in WARMUPS:
-        raise SpecError(f"unknown warmup {warmup!r}; known are {list(WARMUPS)}.")
-    enable_compilation_cache()
     defaults = dict(model.default_sampler_config)
     if spec.group is not None and "partial" in spec.pooling.values():
         defaults["target_accept_prob"] = PARTIAL_POOLING_TARGET_ACCEPT
-    return {**defaults, **overrides}
+    if batched:
+        defaults["warmup"] = "standard"
+    config = {**defaults, **overrides}
+    if config["warmup"] not in WARMUPS:
+        raise SpecError(f"unknown warmup {config['warmup']!r}; known are {list(WARMUPS)}.")
+    enable_compilation_cache()
+    return config
 
 
 def _report(posterior: Posterior, strict: bool) -> None:
@@ -174,7 +179,7 @@ def fit_many(
         raise SpecError("fit_many needs at least one table.")
     specs, datas = zip(*(model.specify(table) for table in tables), strict=True)
     template = specs[0]
-    config = _sampler_config(model, template, {"warmup": "standard", **sampler_config})
+    config = _sampler_config(model, template, sampler_config, batched=True)
     for i, (spec, data) in enumerate(zip(specs, datas, strict=True)):
         same = data.num_runs == datas[0].num_runs and len(spec.labels) == len(template.labels)
         if not same:

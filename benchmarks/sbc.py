@@ -59,6 +59,7 @@ import pandas as pd
 import scipy.stats
 
 import bayescale as bs
+from bayescale.inference import WARMUPS
 from bayescale.model import ModelSpec
 from bayescale.noise import NU
 from bayescale.noise import draw as draw_noise
@@ -441,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--warmup",
-        choices=["standard", "laplace"],
+        choices=WARMUPS,
         default="standard",
         help="sampler warmup (default: fit_many's)",
     )
