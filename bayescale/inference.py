@@ -17,7 +17,8 @@ from bayescale.data import ScalingData
 from bayescale.errors import SamplingError, SpecError, warn_sampling
 from bayescale.model import ModelSpec, ScalingModel
 from bayescale.posterior import Posterior, from_values
-from bayescale.sampler import INIT_TRIES, run_nuts
+from bayescale.sampler import run_nuts
+from bayescale.starting import INIT_TRIES
 
 SAMPLER_KEYS = frozenset(ScalingModel.default_sampler_config)
 

@@ -7,11 +7,12 @@ shape neither traces nor compiles; across processes JAX's persistent cache
 (`bayescale.inference.enable_compilation_cache`) skips the compilation.
 
 With ``warmup="laplace"`` (the default of single fits), warmup starts from a Laplace
-approximation instead of an identity mass matrix. Each chain runs Adam from its own dispersed
-starting point toward a posterior mode; the inverse Hessian there is the first mass matrix, and
-the chain starts from a typical draw of that Normal. At the end of each of NumPyro's doubling
-adaptation windows the mass matrix is re-estimated: the window's regularised covariance, shrunk
-toward the matrix before it with weight n / (n + d) (n draws, d unconstrained dimensions).
+approximation instead of an identity mass matrix (`bayescale.starting`): each chain runs Adam
+from its own dispersed starting point toward a posterior mode; the inverse Hessian there is the
+first mass matrix, and the chain starts from a typical draw of that Normal. At the end of
+each of NumPyro's doubling adaptation windows the mass matrix is re-estimated: the window's
+regularised covariance, shrunk toward the matrix before it with weight n / (n + d) (n draws,
+d unconstrained dimensions).
 NumPyro's default starts from the identity and replaces the matrix by each window's estimate,
 from as few as 25 draws, so with many groups most gradient evaluations of a fit went into
 warmup. ``warmup="standard"`` is NumPyro's adaptation, from uniform starting points.
@@ -35,29 +36,14 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import init_to_uniform
 from numpyro.infer.hmc import HMCState, hmc
 from numpyro.infer.hmc_util import build_adaptation_schedule, warmup_adapter, welford_covariance
-from numpyro.infer.util import constrain_fn, potential_energy
-from numpyro.optim import Adam
+from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
 from bayescale.laws import Prior
 from bayescale.model import ModelSpec
+from bayescale.starting import INIT_RADIUS, find_starts
 
-# Starting points are drawn uniformly in [-INIT_RADIUS, INIT_RADIUS] on the unconstrained
-# scale (standardised latents: within a prior sd of the prior's centre), up to INIT_TRIES times
-# until the log density and its gradient are finite.
-INIT_RADIUS = 1.0
-INIT_TRIES = 100
 PROGRESS_UPDATES = 50
-# The mode search: Adam steps and learning rate on the standardised unconstrained scale.
-MODE_SEARCH_STEPS = 1000
-MODE_SEARCH_RATE = 0.02
-# Eigenvalues of the Hessian at the mode are clipped to this range: a flat or non-convex
-# direction gets the standardised priors' unit variance in the Laplace mass matrix, not more.
-CURVATURE_RANGE = (1.0, 1e8)
-# A chain starts from a draw of the Laplace approximation only if the draw's potential is at most
-# this many sds of chi-square(d) / 2 above its mean (an atypical draw means a poor approximation
-# there, such as a mode search that stopped short); otherwise it starts at the mode.
-TYPICAL_EXCESS_SDS = 4.0
 
 TableArgs = tuple[dict[str, jax.Array], jax.Array, jax.Array, jax.Array]
 
@@ -214,30 +200,66 @@ def _build(
         num_warmup, adapt_step_size=False, adapt_mass_matrix=False, dense_mass=dense
     )
 
-    def start(key: jax.Array, table_args: TableArgs):
-        key_init, key_laplace, key_run = jax.random.split(key, 3)
-        potential_fn = potential_fn_gen(*table_args)
-        z0, started = _starting_point(key_init, potential_fn, table_args, model)
-        size = ravel_pytree(z0)[0].size
-        if laplace_warmup:
-            z0, inverse_mass = _laplace_start(key_laplace, potential_fn, z0)
-            if not dense:
-                inverse_mass = jnp.diag(inverse_mass)
-        else:
-            inverse_mass = None  # NumPyro's identity, adapted in its own windows
-        state = init_kernel(
-            z0,
-            num_warmup,
-            inverse_mass_matrix=inverse_mass,
-            adapt_mass_matrix=not laplace_warmup,
-            dense_mass=dense,
-            target_accept_prob=config["target_accept_prob"],
-            max_tree_depth=config["max_tree_depth"],
-            model_args=table_args,
-            rng_key=key_run,
+    def start(keys: jax.Array, args: TableArgs, *, lanes: bool):
+        """Return the initial NUTS states of one chain, or with ``lanes`` of many."""
+        lift = jax.vmap if lanes else lambda fn: fn
+        key_search, key_laplace, key_run = jnp.unstack(
+            lift(lambda key: jax.random.split(key, 3))(keys), axis=-2
         )
+        shapes = _unconstrained_shapes(model, jax.tree.map(lambda a: a[0], args) if lanes else args)
+        unravel = ravel_pytree({name: jnp.zeros(shape) for name, shape in shapes.items()})[1]
+
+        def draw_point(key: jax.Array) -> jax.Array:
+            sites = jax.random.split(key, len(shapes))
+            return ravel_pytree(
+                {
+                    name: jax.random.uniform(k, shape, minval=-INIT_RADIUS, maxval=INIT_RADIUS)
+                    for (name, shape), k in zip(shapes.items(), sites, strict=True)
+                }
+            )[0]
+
+        def energy_and_grad(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+            lane = jax.value_and_grad(lambda f, a: potential(a, unravel(f)))
+            if lanes:
+                return jax.vmap(lane)(flat, args)
+            # One chain, unbatched: a batched copy of the gradient compiles slower.
+            energy, grad = lane(flat[0], args)
+            return energy[None], grad[None]
+
+        if lanes:
+            found = find_starts(
+                key_search, key_laplace, draw_point, energy_and_grad, laplace=laplace_warmup
+            )
+        else:
+            found = find_starts(
+                key_search[None],
+                key_laplace[None],
+                draw_point,
+                energy_and_grad,
+                laplace=laplace_warmup,
+            )
+            found = jax.tree.map(lambda a: a[0], found)
+
+        def init(z, energy, grad, inverse_mass, key, table_args):
+            if inverse_mass is not None and not dense:
+                inverse_mass = jnp.diag(inverse_mass)
+            return init_kernel(
+                ParamInfo(unravel(z), energy, unravel(grad)),
+                num_warmup,
+                inverse_mass_matrix=inverse_mass,  # None: NumPyro's identity, adapted
+                adapt_mass_matrix=not laplace_warmup,
+                dense_mass=dense,
+                target_accept_prob=config["target_accept_prob"],
+                max_tree_depth=config["max_tree_depth"],
+                model_args=table_args,
+                rng_key=key,
+            )
+
+        state = lift(init)(found.z, found.energy, found.grad, found.inverse_mass, key_run, args)
         # Window moments (a d x d matrix per lane when dense) only where windows use them.
-        return state, started, moments_init(size) if windows else ()
+        size = found.z.shape[-1]
+        moments = lift(lambda _: moments_init(size))(keys) if windows else ()
+        return state, found.found, moments
 
     def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
         """Mass matrix from the window's draws; step-size adaptation restarts.
@@ -275,7 +297,7 @@ def _build(
         NUTS loops costs many times more to trace.
         """
         lift = jax.vmap if lanes else lambda fn: fn
-        state, started, moments = lift(start)(keys, args)
+        state, started, moments = start(keys, args, lanes=lanes)
 
         def step(carry, i):
             state, moments = carry
@@ -320,39 +342,6 @@ def _build(
     return run_vectorised
 
 
-def _starting_point(
-    key: jax.Array, potential_fn: Callable, table_args: TableArgs, model: Callable
-) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Uniform draws on the unconstrained scale until log density and gradient are finite."""
-    shapes = _unconstrained_shapes(model, table_args)
-
-    def draw(key):
-        keys = jax.random.split(key, len(shapes))
-        return {
-            name: jax.random.uniform(k, shape, minval=-INIT_RADIUS, maxval=INIT_RADIUS)
-            for (name, shape), k in zip(shapes.items(), keys, strict=True)
-        }
-
-    def finite(z) -> jax.Array:
-        energy, grad = jax.value_and_grad(potential_fn)(z)
-        leaves = [energy, *jax.tree.leaves(grad)]
-        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in leaves]))
-
-    def search(carry):
-        tries, key, _, _ = carry
-        key, sub = jax.random.split(key)
-        z = draw(sub)
-        return tries + 1, key, z, finite(z)
-
-    def keep_looking(carry):
-        tries, _, _, found = carry
-        return ~found & (tries < INIT_TRIES)
-
-    start = (0, key, {name: jnp.zeros(shape) for name, shape in shapes.items()}, jnp.array(False))
-    _, _, z, found = lax.while_loop(keep_looking, search, start)
-    return z, found
-
-
 def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:
     """Warmup iterations [start, stop) whose draws re-estimate the mass matrix, in order.
 
@@ -361,62 +350,6 @@ def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:
     """
     schedule = build_adaptation_schedule(num_warmup)
     return [(w.start, w.end + 1) for w in schedule[1:-1] if w.end + 1 - w.start >= 2]
-
-
-def _laplace_start(
-    key: jax.Array, potential_fn: Callable, z0: dict[str, jax.Array]
-) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Return a starting point and mass matrix from a Laplace approximation of the posterior.
-
-    Adam from ``z0`` toward the minimum of the potential (non-finite gradient components are
-    skipped); the covariance is the inverse Hessian there, its eigenvalues clipped to
-    `CURVATURE_RANGE`. The start is a draw from that Normal (chains start apart, in the bulk
-    rather than at the mode) if its potential exceeds the mode's by no more than a draw of the
-    Normal itself would (`TYPICAL_EXCESS_SDS` above the chi-square mean); otherwise the mode,
-    or ``z0`` where the mode's density is not finite. The covariance falls back to the identity
-    where the Hessian is not finite.
-    """
-    flat0, unravel = ravel_pytree(z0)
-
-    def energy(flat: jax.Array) -> jax.Array:
-        return potential_fn(unravel(flat))
-
-    gradient = jax.grad(energy)
-    optimizer = Adam(MODE_SEARCH_RATE)
-
-    def descend(opt_state, _):
-        grad = gradient(optimizer.get_params(opt_state))
-        return optimizer.update(jnp.where(jnp.isfinite(grad), grad, 0.0), opt_state), None
-
-    opt_state, _ = lax.scan(descend, optimizer.init(flat0), None, length=MODE_SEARCH_STEPS)
-    mode = optimizer.get_params(opt_state)
-    hessian = _hessian(gradient, mode)
-    hessian = jnp.where(jnp.all(jnp.isfinite(hessian)), hessian, jnp.identity(mode.size))
-    curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + hessian.T))
-    curvatures = jnp.clip(curvatures, *CURVATURE_RANGE)
-    draw = mode + (axes / jnp.sqrt(curvatures)) @ jax.random.normal(key, mode.shape)
-    # One loop over both points: one copy of the log density in the compiled program.
-    at_mode, at_draw = lax.map(energy, jnp.stack([mode, draw]))
-    # Under the Normal, potential(draw) - potential(mode) is chi-square(d) / 2.
-    half_d = mode.size / 2
-    typical = at_draw - at_mode <= half_d + TYPICAL_EXCESS_SDS * jnp.sqrt(half_d)
-    start = jnp.where(
-        jnp.isfinite(at_mode), jnp.where(jnp.isfinite(at_draw) & typical, draw, mode), flat0
-    )
-    return unravel(start), (axes / curvatures) @ axes.T
-
-
-def _hessian(gradient: Callable[[jax.Array], jax.Array], x: jax.Array) -> jax.Array:
-    """Return the Hessian at ``x`` by central differences of ``gradient``, row by row.
-
-    One gradient program evaluated at x +- h_i e_i: compiling the model's exact second
-    derivatives takes several times longer than the sampler itself. The step h_i, the cube root
-    of the float precision times max(1, |x_i|), balances truncation and rounding error.
-    """
-    step = jnp.finfo(x.dtype).eps ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
-    offsets = jnp.diag(step)
-    grads = lax.map(gradient, jnp.concatenate([x + offsets, x - offsets]))
-    return (grads[: x.size] - grads[x.size :]) / (2 * step[:, None])
 
 
 def _unconstrained_shapes(model: Callable, table_args: TableArgs) -> dict[str, tuple[int, ...]]:

@@ -138,62 +138,6 @@ def test_importing_bayescale_gives_xla_a_cpu_device_per_chain(monkeypatch):
     assert os.environ["XLA_FLAGS"] == ""
 
 
-def test_central_differences_give_the_hessian():
-    def energy(x):
-        return jnp.sum(jnp.exp(x)) + x[0] * x[1] ** 2 + 0.5 * x @ x
-
-    x = jnp.array([0.3, -1.2, 2.0])
-    np.testing.assert_allclose(
-        sampler._hessian(jax.grad(energy), x), jax.hessian(energy)(x), rtol=1e-3, atol=1e-3
-    )
-
-
-def test_laplace_start_of_a_normal_is_its_covariance():
-    # Variances below 1: the Laplace curvature floor (`CURVATURE_RANGE`) leaves them exact.
-    covariance = jnp.array([[0.6, 0.4, 0.0], [0.4, 0.5, 0.05], [0.0, 0.05, 0.05]])
-    centre = jnp.array([1.0, -2.0, 0.5])
-    precision = jnp.linalg.inv(covariance)
-
-    def potential(z):
-        offset = z["a"] - centre
-        return 0.5 * offset @ precision @ offset
-
-    num_starts = 2000
-    starts, found = jax.vmap(
-        lambda key: sampler._laplace_start(key, potential, {"a": jnp.zeros(3)})
-    )(jax.random.split(jax.random.PRNGKey(0), num_starts))
-    np.testing.assert_allclose(found[0], covariance, rtol=0.02, atol=2e-3)
-    # Starts are draws of N(mode, covariance): whitened, independent standard normals around a
-    # mode within the posterior's bulk (the mode search need not reach the centre exactly).
-    whitened = np.linalg.solve(np.linalg.cholesky(covariance), (starts["a"] - centre).T).T
-    bound = 4 / np.sqrt(num_starts)
-    np.testing.assert_allclose(np.cov(whitened, rowvar=False), np.eye(3), atol=bound * 2**0.5)
-    assert np.all(np.abs(whitened.mean(axis=0)) < 0.5)
-
-
-def test_laplace_start_falls_back_where_the_density_is_not_finite():
-    # Finite only on a narrow slab: the Laplace draw of a flat direction lands outside it.
-    def potential(z):
-        x = z["a"]
-        inside = jnp.abs(x[1]) < 1e-3
-        return jnp.where(inside, 0.5 * x[0] ** 2, jnp.inf)
-
-    start, _ = sampler._laplace_start(jax.random.PRNGKey(1), potential, {"a": jnp.zeros(2)})
-    assert np.isfinite(potential(start))
-
-
-def test_laplace_start_keeps_the_mode_when_the_draw_is_atypical():
-    # Normal near the mode, a steep wall beyond 0.1: draws of the Normal mostly land on the wall,
-    # where the potential is finite but far above chi-square(1) / 2.
-    def potential(z):
-        x = z["a"][0]
-        return 0.5 * x**2 + 1e6 * jnp.maximum(jnp.abs(x) - 0.1, 0.0) ** 2
-
-    keys = jax.random.split(jax.random.PRNGKey(2), 200)
-    starts, _ = jax.vmap(lambda k: sampler._laplace_start(k, potential, {"a": jnp.ones(1)}))(keys)
-    assert np.all(np.abs(np.asarray(starts["a"])) <= 0.1 + 1e-3)
-
-
 @pytest.mark.parametrize("dense", [True, False])
 def test_both_mass_matrix_kinds_sample_the_chinchilla_posterior(
     chinchilla_post, chinchilla_runs, dense

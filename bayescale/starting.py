@@ -1,0 +1,230 @@
+"""Starting points, and a Laplace approximation for the first mass matrix, of many chains at once.
+
+Everything here runs in one loop that evaluates the log density and its gradient at one point
+per chain and iteration: first uniform draws until the density is finite, then (for the Laplace
+start) Adam steps toward a posterior mode, central differences of the gradient around it, the
+mode itself and a draw of the Normal approximation. One call site of the model's gradient in the
+compiled program instead of one per stage: compiling a copy of the gradient costs more than a
+fit of a few hundred runs spends evaluating it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from numpyro.optim import Adam
+
+# Starting points are drawn uniformly in [-INIT_RADIUS, INIT_RADIUS] on the unconstrained
+# scale (standardised latents: within a prior sd of the prior's centre), up to INIT_TRIES times
+# until the log density and its gradient are finite.
+INIT_RADIUS = 1.0
+INIT_TRIES = 100
+# The mode search: Adam steps and learning rate on the standardised unconstrained scale.
+MODE_SEARCH_STEPS = 1000
+MODE_SEARCH_RATE = 0.02
+# Eigenvalues of the Hessian at the mode are clipped to this range: a flat or non-convex
+# direction gets the standardised priors' unit variance in the Laplace mass matrix, not more.
+CURVATURE_RANGE = (1.0, 1e8)
+# A chain starts from a draw of the Laplace approximation only if the draw's potential is at most
+# this many sds of chi-square(d) / 2 above its mean (an atypical draw means a poor approximation
+# there, such as a mode search that stopped short); otherwise it starts at the mode.
+TYPICAL_EXCESS_SDS = 4.0
+
+# Stages of the loop, in order; the search lasts until every chain has a finite start.
+SEARCH, DESCEND, DIFFERENCE, MODE, DRAW = range(5)
+
+EnergyAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+class Start(NamedTuple):
+    """Where each chain starts, all arrays with a leading chain axis.
+
+    Attributes
+    ----------
+    z : jax.Array
+        Flattened unconstrained starting point, shape (chains, d).
+    energy, grad : jax.Array
+        Potential energy (negative log density) and its gradient there.
+    inverse_mass : jax.Array or None
+        Laplace covariance, shape (chains, d, d); None without the Laplace start.
+    found : jax.Array
+        Whether the search found a point with a finite density and gradient, shape (chains,).
+    """
+
+    z: jax.Array
+    energy: jax.Array
+    grad: jax.Array
+    inverse_mass: jax.Array | None
+    found: jax.Array
+
+
+def find_starts(
+    search_keys: jax.Array,
+    draw_keys: jax.Array,
+    draw_point: Callable[[jax.Array], jax.Array],
+    energy_and_grad: EnergyAndGrad,
+    *,
+    laplace: bool,
+) -> Start:
+    """Return a starting point per chain, from a Laplace approximation when ``laplace``.
+
+    Parameters
+    ----------
+    search_keys, draw_keys : jax.Array
+        PRNG keys per chain, shape (chains, 2): for the uniform search, and for the draw of the
+        Laplace approximation.
+    draw_point : callable
+        Key to a flattened uniform candidate point, shape (d,).
+    energy_and_grad : callable
+        Points of every chain, shape (chains, d), to their potentials (chains,) and gradients
+        (chains, d).
+    laplace : bool
+        Without it, the first finite uniform draw. With it: Adam from that point toward the
+        minimum of the potential (non-finite gradient components skipped), and the Hessian there
+        by central differences of the gradient, its eigenvalues clipped to `CURVATURE_RANGE`
+        (the identity where it is not finite). Its inverse is the covariance of a Normal; the
+        chain starts from a draw of it if the draw's potential exceeds the mode's by no more than
+        a draw of the Normal itself would (`TYPICAL_EXCESS_SDS` above the chi-square mean),
+        otherwise at the mode, or at the uniform draw where the mode's density is not finite.
+    """
+    chains = search_keys.shape[0]
+    size = jax.eval_shape(draw_point, search_keys[0]).shape[0]
+    optimizer = Adam(MODE_SEARCH_RATE)
+    # Iterations after the search at which each later stage begins, and the end.
+    stage_starts = jnp.array([MODE_SEARCH_STEPS, MODE_SEARCH_STEPS + 2 * size])
+    stop = MODE_SEARCH_STEPS + 2 * size + 2 if laplace else 0
+    flat = jnp.zeros((chains, size))
+    carry = {
+        "searching": jnp.array(True),
+        "tries": jnp.array(0),
+        "step": jnp.array(0),
+        "key": search_keys,
+        "found": jnp.zeros(chains, bool),
+        "z": flat,
+        "energy": jnp.zeros(chains),
+        "grad": flat,
+    }
+    if laplace:
+        carry |= {
+            "optimizer": optimizer.init(flat),
+            "differences": jnp.zeros((chains, 2 * size, size)),
+            "mode_energy": jnp.zeros(chains),
+            "mode_grad": flat,
+            "draw": flat,
+            "covariance": jnp.zeros((chains, size, size)),
+        }
+
+    def stage(c: dict) -> jax.Array:
+        later = DESCEND + jnp.sum(c["step"] >= stage_starts) + (c["step"] == stop - 1)
+        return jnp.where(c["searching"], SEARCH, later)
+
+    def steps(c: dict) -> jax.Array:
+        """Central-difference offsets around the current mode, per chain (chains, d)."""
+        mode = optimizer.get_params(c["optimizer"])
+        return jnp.finfo(mode.dtype).eps ** (1 / 3) * jnp.maximum(1.0, jnp.abs(mode))
+
+    def difference_row(c: dict) -> tuple[jax.Array, jax.Array]:
+        row = c["step"] - MODE_SEARCH_STEPS
+        return row % size, jnp.where(row < size, 1.0, -1.0)
+
+    # Where each stage evaluates the potential.
+    def search_point(c: dict) -> tuple[jax.Array, dict]:
+        split = jax.vmap(jax.random.split)(c["key"])
+        candidates = jax.vmap(draw_point)(split[:, 1])
+        looking = ~c["found"][:, None]
+        return jnp.where(looking, candidates, c["z"]), c | {
+            "key": jnp.where(looking, split[:, 0], c["key"])
+        }
+
+    def descend_point(c: dict) -> tuple[jax.Array, dict]:
+        return optimizer.get_params(c["optimizer"]), c
+
+    def difference_point(c: dict) -> tuple[jax.Array, dict]:
+        index, sign = difference_row(c)
+        offset = sign * steps(c) * jax.nn.one_hot(index, size)
+        return optimizer.get_params(c["optimizer"]) + offset, c
+
+    def draw_point_of(c: dict) -> tuple[jax.Array, dict]:
+        return c["draw"], c
+
+    # What each stage keeps of the potential and gradient there.
+    def after_search(c: dict, z, energy, grad) -> dict:
+        finite = jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad), axis=-1)
+        found = c["found"] | finite
+        tries = c["tries"] + 1
+        c = c | {"z": z, "energy": energy, "grad": grad, "found": found, "tries": tries}
+        c["searching"] = ~jnp.all(found) & (tries < INIT_TRIES)
+        if laplace:
+            c["optimizer"] = optimizer.init(z)
+        return c
+
+    def after_descend(c: dict, z, energy, grad) -> dict:
+        update = optimizer.update(jnp.where(jnp.isfinite(grad), grad, 0.0), c["optimizer"])
+        return c | {"optimizer": update}
+
+    def after_difference(c: dict, z, energy, grad) -> dict:
+        row = c["step"] - MODE_SEARCH_STEPS
+        return c | {"differences": c["differences"].at[:, row].set(grad)}
+
+    def after_mode(c: dict, mode, energy, grad) -> dict:
+        step = steps(c)
+        rows = c["differences"]
+        hessian = (rows[:, :size] - rows[:, size:]) / (2 * step[:, :, None])
+        finite = jnp.all(jnp.isfinite(hessian), axis=(1, 2), keepdims=True)
+        hessian = jnp.where(finite, hessian, jnp.identity(size))
+        curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + jnp.swapaxes(hessian, 1, 2)))
+        curvatures = jnp.clip(curvatures, *CURVATURE_RANGE)
+        normal = jax.vmap(lambda key: jax.random.normal(key, (size,)))(draw_keys)
+        scaled = axes / jnp.sqrt(curvatures)[:, None, :]
+        draw = mode + jnp.einsum("cij,cj->ci", scaled, normal)
+        covariance = jnp.einsum("cij,ckj->cik", axes / curvatures[:, None, :], axes)
+        return c | {
+            "mode_energy": energy,
+            "mode_grad": grad,
+            "draw": draw,
+            "covariance": covariance,
+        }
+
+    def after_draw(c: dict, draw, energy, grad) -> dict:
+        # Under the Normal, potential(draw) - potential(mode) is chi-square(d) / 2.
+        half_d = size / 2
+        typical = energy - c["mode_energy"] <= half_d + TYPICAL_EXCESS_SDS * half_d**0.5
+        use_draw = jnp.isfinite(energy) & typical
+        use_mode = jnp.isfinite(c["mode_energy"]) & ~use_draw
+        mode = optimizer.get_params(c["optimizer"])
+
+        def pick(at_draw, at_mode, at_search):
+            def widen(flag):
+                return flag.reshape(flag.shape + (1,) * (at_draw.ndim - 1))
+
+            return jnp.where(
+                widen(use_draw), at_draw, jnp.where(widen(use_mode), at_mode, at_search)
+            )
+
+        return c | {
+            "z": pick(draw, mode, c["z"]),
+            "energy": pick(energy, c["mode_energy"], c["energy"]),
+            "grad": pick(grad, c["mode_grad"], c["grad"]),
+        }
+
+    points = [search_point, descend_point, difference_point, descend_point, draw_point_of]
+    updates = [after_search, after_descend, after_difference, after_mode, after_draw]
+    if not laplace:
+        points, updates = points[:1], updates[:1]
+
+    def body(c: dict) -> dict:
+        index = stage(c)
+        z, c = lax.switch(index, points, c)
+        energy, grad = energy_and_grad(z)
+        c = lax.switch(index, updates, c, z, energy, grad)
+        return c | {"step": jnp.where(index == SEARCH, c["step"], c["step"] + 1)}
+
+    def running(c: dict) -> jax.Array:
+        return c["searching"] | (c["step"] < stop)
+
+    c = lax.while_loop(running, body, carry)
+    return Start(c["z"], c["energy"], c["grad"], c.get("covariance"), c["found"])
