@@ -98,7 +98,9 @@ def find_starts(
     stage_starts = jnp.array([MODE_SEARCH_STEPS, MODE_SEARCH_STEPS + 2 * size])
     stop = MODE_SEARCH_STEPS + 2 * size + 2 if laplace else 0
     flat = jnp.zeros((chains, size))
-    carry = {
+    # Small per-chain state, which the stages' branches pass along; the d x d Hessian stays
+    # outside them (a branch returning it would copy it at every iteration).
+    state = {
         "searching": jnp.array(True),
         "tries": jnp.array(0),
         "step": jnp.array(0),
@@ -109,26 +111,28 @@ def find_starts(
         "grad": flat,
     }
     if laplace:
-        carry |= {
+        state |= {
             "optimizer": optimizer.init(flat),
-            "differences": jnp.zeros((chains, 2 * size, size)),
             "mode_energy": jnp.zeros(chains),
             "mode_grad": flat,
             "draw": flat,
-            "covariance": jnp.zeros((chains, size, size)),
         }
 
     def stage(c: dict) -> jax.Array:
         later = DESCEND + jnp.sum(c["step"] >= stage_starts) + (c["step"] == stop - 1)
         return jnp.where(c["searching"], SEARCH, later)
 
-    def steps(c: dict) -> jax.Array:
-        """Central-difference offsets around the current mode, per chain (chains, d)."""
-        mode = optimizer.get_params(c["optimizer"])
+    def mode_of(c: dict) -> jax.Array:
+        return optimizer.get_params(c["optimizer"])
+
+    def offsets(c: dict) -> jax.Array:
+        """Central-difference steps around the current mode, per chain (chains, d)."""
+        mode = mode_of(c)
         return jnp.finfo(mode.dtype).eps ** (1 / 3) * jnp.maximum(1.0, jnp.abs(mode))
 
     def difference_row(c: dict) -> tuple[jax.Array, jax.Array]:
-        row = c["step"] - MODE_SEARCH_STEPS
+        """Row of the Hessian this iteration differences, and the sign of its offset."""
+        row = jnp.clip(c["step"] - MODE_SEARCH_STEPS, 0, 2 * size - 1)
         return row % size, jnp.where(row < size, 1.0, -1.0)
 
     # Where each stage evaluates the potential.
@@ -141,18 +145,17 @@ def find_starts(
         }
 
     def descend_point(c: dict) -> tuple[jax.Array, dict]:
-        return optimizer.get_params(c["optimizer"]), c
+        return mode_of(c), c
 
     def difference_point(c: dict) -> tuple[jax.Array, dict]:
-        index, sign = difference_row(c)
-        offset = sign * steps(c) * jax.nn.one_hot(index, size)
-        return optimizer.get_params(c["optimizer"]) + offset, c
+        row, sign = difference_row(c)
+        return mode_of(c) + sign * offsets(c) * jax.nn.one_hot(row, size), c
 
     def draw_point_of(c: dict) -> tuple[jax.Array, dict]:
         return c["draw"], c
 
     # What each stage keeps of the potential and gradient there.
-    def after_search(c: dict, z, energy, grad) -> dict:
+    def after_search(c: dict, z, energy, grad, hessian) -> dict:
         finite = jnp.isfinite(energy) & jnp.all(jnp.isfinite(grad), axis=-1)
         found = c["found"] | finite
         tries = c["tries"] + 1
@@ -162,40 +165,25 @@ def find_starts(
             c["optimizer"] = optimizer.init(z)
         return c
 
-    def after_descend(c: dict, z, energy, grad) -> dict:
+    def after_descend(c: dict, z, energy, grad, hessian) -> dict:
         update = optimizer.update(jnp.where(jnp.isfinite(grad), grad, 0.0), c["optimizer"])
         return c | {"optimizer": update}
 
-    def after_difference(c: dict, z, energy, grad) -> dict:
-        row = c["step"] - MODE_SEARCH_STEPS
-        return c | {"differences": c["differences"].at[:, row].set(grad)}
+    def after_difference(c: dict, z, energy, grad, hessian) -> dict:
+        return c
 
-    def after_mode(c: dict, mode, energy, grad) -> dict:
-        step = steps(c)
-        rows = c["differences"]
-        hessian = (rows[:, :size] - rows[:, size:]) / (2 * step[:, :, None])
-        finite = jnp.all(jnp.isfinite(hessian), axis=(1, 2), keepdims=True)
-        hessian = jnp.where(finite, hessian, jnp.identity(size))
-        curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + jnp.swapaxes(hessian, 1, 2)))
-        curvatures = jnp.clip(curvatures, *CURVATURE_RANGE)
+    def after_mode(c: dict, mode, energy, grad, hessian) -> dict:
+        curvatures, axes = _curvatures(hessian)
         normal = jax.vmap(lambda key: jax.random.normal(key, (size,)))(draw_keys)
-        scaled = axes / jnp.sqrt(curvatures)[:, None, :]
-        draw = mode + jnp.einsum("cij,cj->ci", scaled, normal)
-        covariance = jnp.einsum("cij,ckj->cik", axes / curvatures[:, None, :], axes)
-        return c | {
-            "mode_energy": energy,
-            "mode_grad": grad,
-            "draw": draw,
-            "covariance": covariance,
-        }
+        draw = mode + jnp.einsum("cij,cj->ci", axes / jnp.sqrt(curvatures)[:, None, :], normal)
+        return c | {"mode_energy": energy, "mode_grad": grad, "draw": draw}
 
-    def after_draw(c: dict, draw, energy, grad) -> dict:
+    def after_draw(c: dict, draw, energy, grad, hessian) -> dict:
         # Under the Normal, potential(draw) - potential(mode) is chi-square(d) / 2.
         half_d = size / 2
         typical = energy - c["mode_energy"] <= half_d + TYPICAL_EXCESS_SDS * half_d**0.5
         use_draw = jnp.isfinite(energy) & typical
         use_mode = jnp.isfinite(c["mode_energy"]) & ~use_draw
-        mode = optimizer.get_params(c["optimizer"])
 
         def pick(at_draw, at_mode, at_search):
             def widen(flag):
@@ -206,7 +194,7 @@ def find_starts(
             )
 
         return c | {
-            "z": pick(draw, mode, c["z"]),
+            "z": pick(draw, mode_of(c), c["z"]),
             "energy": pick(energy, c["mode_energy"], c["energy"]),
             "grad": pick(grad, c["mode_grad"], c["grad"]),
         }
@@ -216,15 +204,38 @@ def find_starts(
     if not laplace:
         points, updates = points[:1], updates[:1]
 
-    def body(c: dict) -> dict:
+    def body(carry: tuple[dict, jax.Array]) -> tuple[dict, jax.Array]:
+        c, hessian = carry
         index = stage(c)
         z, c = lax.switch(index, points, c)
         energy, grad = energy_and_grad(z)
-        c = lax.switch(index, updates, c, z, energy, grad)
-        return c | {"step": jnp.where(index == SEARCH, c["step"], c["step"] + 1)}
+        if laplace:
+            # Row i of the Hessian: (grad(mode + h_i e_i) - grad(mode - h_i e_i)) / (2 h_i).
+            row, sign = difference_row(c)
+            scale = jnp.where(index == DIFFERENCE, sign / (2 * offsets(c)[:, row]), 0.0)
+            hessian = hessian.at[:, row].add(scale[:, None] * grad)
+        c = lax.switch(index, updates, c, z, energy, grad, hessian)
+        return c | {"step": jnp.where(index == SEARCH, c["step"], c["step"] + 1)}, hessian
 
-    def running(c: dict) -> jax.Array:
+    def running(carry: tuple[dict, jax.Array]) -> jax.Array:
+        c, _ = carry
         return c["searching"] | (c["step"] < stop)
 
-    c = lax.while_loop(running, body, carry)
-    return Start(c["z"], c["energy"], c["grad"], c.get("covariance"), c["found"])
+    hessian = jnp.zeros((chains, size, size) if laplace else (chains, 0, 0))
+    c, hessian = lax.while_loop(running, body, (state, hessian))
+    covariance = None
+    if laplace:
+        curvatures, axes = _curvatures(hessian)
+        covariance = jnp.einsum("cij,ckj->cik", axes / curvatures[:, None, :], axes)
+    return Start(c["z"], c["energy"], c["grad"], covariance, c["found"])
+
+
+def _curvatures(hessian: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eigenvalues, clipped to `CURVATURE_RANGE`, and eigenvectors of each chain's Hessian.
+
+    A Hessian that is not finite is replaced by the identity.
+    """
+    finite = jnp.all(jnp.isfinite(hessian), axis=(1, 2), keepdims=True)
+    hessian = jnp.where(finite, hessian, jnp.identity(hessian.shape[-1]))
+    curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + jnp.swapaxes(hessian, 1, 2)))
+    return jnp.clip(curvatures, *CURVATURE_RANGE), axes
