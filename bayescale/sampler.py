@@ -226,19 +226,17 @@ def _build(
             energy, grad = lane(flat[0], args)
             return energy[None], grad[None]
 
-        if lanes:
-            found = find_starts(
-                key_search, key_laplace, draw_point, energy_and_grad, laplace=laplace_warmup
-            )
-        else:
-            found = find_starts(
-                key_search[None],
-                key_laplace[None],
-                draw_point,
-                energy_and_grad,
-                laplace=laplace_warmup,
-            )
-            found = jax.tree.map(lambda a: a[0], found)
+        # `find_starts` takes a leading chain axis; one chain gets an axis of length 1.
+        batch = (lambda a: a) if lanes else (lambda a: a[None])
+        starts = find_starts(
+            batch(key_search),
+            batch(key_laplace),
+            draw_point,
+            energy_and_grad,
+            laplace=laplace_warmup,
+        )
+        if not lanes:
+            starts = jax.tree.map(lambda a: a[0], starts)
 
         def init(z, energy, grad, inverse_mass, key, table_args):
             if inverse_mass is not None and not dense:
@@ -255,11 +253,11 @@ def _build(
                 rng_key=key,
             )
 
-        state = lift(init)(found.z, found.energy, found.grad, found.inverse_mass, key_run, args)
+        state = lift(init)(starts.z, starts.energy, starts.grad, starts.inverse_mass, key_run, args)
         # Window moments (a d x d matrix per lane when dense) only where windows use them.
-        size = found.z.shape[-1]
+        size = starts.z.shape[-1]
         moments = lift(lambda _: moments_init(size))(keys) if windows else ()
-        return state, found.found, moments
+        return state, starts.found, moments
 
     def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
         """Mass matrix from the window's draws; step-size adaptation restarts.
