@@ -216,9 +216,10 @@ def find_starts(
         energy, grad = energy_and_grad(z)
         if laplace:
             # Row i of the Hessian: (grad(mode + h_i e_i) - grad(mode - h_i e_i)) / (2 h_i).
+            # Other stages add nothing (not zero times their gradient, which may be inf or NaN).
             row, sign = difference_row(c)
-            scale = jnp.where(index == DIFFERENCE, sign / (2 * offsets(c)[:, row]), 0.0)
-            hessian = hessian.at[:, row].add(scale[:, None] * grad)
+            scale = sign / (2 * offsets(c)[:, row, None])
+            hessian = hessian.at[:, row].add(jnp.where(index == DIFFERENCE, scale * grad, 0.0))
         c = lax.switch(index, updates, c, z, energy, grad, hessian)
         return c | {"step": jnp.where(index == SEARCH, c["step"], c["step"] + 1)}, hessian
 

@@ -65,6 +65,23 @@ def test_laplace_covariance_is_the_inverse_hessian_at_the_mode():
         np.testing.assert_allclose(covariance, expected, rtol=2e-3, atol=2e-4)
 
 
+def test_laplace_covariance_ignores_non_finite_gradients_before_the_differences():
+    # Not finite on half the search box, so the search retries there: only the central
+    # differences around the mode may make the Hessian.
+    covariance = jnp.array([[0.3, 0.1], [0.1, 0.2]])
+    precision = jnp.linalg.inv(covariance)
+    centre = jnp.array([1.5, 0.0])
+
+    def potential(x):
+        # NaN, with a NaN gradient, where x[0] < 0; the Normal elsewhere.
+        return 0.5 * (x - centre) @ precision @ (x - centre) + 0.0 * jnp.sqrt(x[0])
+
+    start = find_starts(potential, 2, 16, seed=3)
+    assert np.all(start.found)
+    for found in np.asarray(start.inverse_mass):
+        np.testing.assert_allclose(found, covariance, rtol=0.02, atol=2e-3)
+
+
 def test_laplace_start_falls_back_where_the_density_is_not_finite():
     # Finite only on a narrow slab: the Laplace draw of a flat direction lands outside it, and
     # the uniform search needs several tries to land inside.
