@@ -13,9 +13,11 @@ def halves(chinchilla_runs):
     return chinchilla_runs.iloc[order[::2]], chinchilla_runs.iloc[order[1::2]]
 
 
-def test_batched_fits_match_single_fits(halves):
+@pytest.mark.parametrize("warmup", ["standard", "laplace"])
+def test_batched_fits_match_single_fits(halves, warmup):
+    # Batched lanes start in one vectorised start-up loop, single fits one chain per device.
     model = bs.ScalingModel("chinchilla", noise="lognormal")
-    batched = bs.fit_many(model, list(halves), seed=3, **SETTINGS)
+    batched = bs.fit_many(model, list(halves), seed=3, warmup=warmup, **SETTINGS)
     assert len(batched) == 2
     for table, many in zip(halves, batched, strict=True):
         single = model.fit(table, seed=5, **SETTINGS)
