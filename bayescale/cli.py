@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Build the ``bayescale`` argument parser."""
     from bayescale.inference import WARMUPS
     from bayescale.laws import LAWS
+    from bayescale.model import ScalingModel
     from bayescale.noise import NOISES
 
     parser = argparse.ArgumentParser(
@@ -179,14 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--pooling", help="e.g. alpha=shared,E=partial,A=independent")
     fit.add_argument("--noise", choices=NOISES, default="student_t")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--num-warmup", type=int, default=1000)
-    fit.add_argument("--num-samples", type=int, default=1000)
-    fit.add_argument("--num-chains", type=int, default=4)
+    defaults = ScalingModel.default_sampler_config
+    fit.add_argument("--num-warmup", type=int, default=defaults["num_warmup"])
+    fit.add_argument("--num-samples", type=int, default=defaults["num_samples"])
+    fit.add_argument("--num-chains", type=int, default=defaults["num_chains"])
     fit.add_argument(
         "--warmup",
         choices=WARMUPS,
-        default="laplace",
-        help="laplace: start from a Laplace approximation (default); standard: NumPyro's",
+        default=defaults["warmup"],
+        help=f"laplace: start from a Laplace approximation; standard: NumPyro's "
+        f"(default {defaults['warmup']})",
     )
     fit.add_argument("--out", required=True, help="path of the netCDF file to write")
     fit.set_defaults(run=_cmd_fit)

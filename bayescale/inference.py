@@ -26,6 +26,8 @@ SAMPLER_KEYS = frozenset(ScalingModel.default_sampler_config)
 CACHE_ENV = "BAYESCALE_CACHE_DIR"
 # Warmup schemes (`bayescale.sampler`): a Laplace start, or NumPyro's adaptation from the identity.
 WARMUPS = ("laplace", "standard")
+# `fit_many`'s default warmup: its lanes run in lockstep (see its docstring).
+BATCHED_WARMUP = "standard"
 
 
 def enable_compilation_cache() -> None:
@@ -117,7 +119,7 @@ def _sampler_config(
     if spec.group is not None and "partial" in spec.pooling.values():
         defaults["target_accept_prob"] = PARTIAL_POOLING_TARGET_ACCEPT
     if batched:
-        defaults["warmup"] = "standard"
+        defaults["warmup"] = BATCHED_WARMUP
     config = {**defaults, **overrides}
     if config["warmup"] not in WARMUPS:
         raise SpecError(f"unknown warmup {config['warmup']!r}; known are {list(WARMUPS)}.")
@@ -163,8 +165,10 @@ def fit_many(
         ``"standard"`` (NumPyro's adaptation from the identity): lanes run in lockstep, so the
         warmup costs as much as its slowest lane, and a chain whose Laplace approximation is
         poor (a banana or a funnel) runs at maximum tree depth until its first adaptation
-        window. Simulation-based calibration of the power law took 193.1 s with ``"laplace"``
-        and 57.8 s with ``"standard"`` (benchmarks/README.md).
+        window. Simulation-based calibration of the power law (200 fits, 2 chains each) took
+        57.8 s with ``"standard"``, and with ``"laplace"`` 193.1 s in a run where one lane hit
+        the maximum tree depth and 42.6 s in a later run where none did
+        (benchmarks/README.md).
 
     Returns
     -------

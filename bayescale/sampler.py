@@ -202,7 +202,7 @@ def _build(
 
     def start(keys: jax.Array, args: TableArgs, *, lanes: bool):
         """Return the initial NUTS states of one chain, or with ``lanes`` of many."""
-        lift = jax.vmap if lanes else lambda fn: fn
+        lift = _lift(lanes)
         key_search, key_laplace, key_run = jnp.unstack(
             lift(lambda key: jax.random.split(key, 3))(keys), axis=-2
         )
@@ -294,7 +294,7 @@ def _build(
         The lane axis stays inside the loop (a vmapped kernel): batching a whole loop of nested
         NUTS loops costs many times more to trace.
         """
-        lift = jax.vmap if lanes else lambda fn: fn
+        lift = _lift(lanes)
         state, started, moments = start(keys, args, lanes=lanes)
 
         def step(carry, i):
@@ -338,6 +338,11 @@ def _build(
         return jax.tree.map(lambda a: a.reshape(num_tables, num_chains, *a.shape[1:]), out)
 
     return run_vectorised
+
+
+def _lift(lanes: bool) -> Callable[[Callable], Callable]:
+    """`jax.vmap` where a leading lane axis is present, else the function itself."""
+    return jax.vmap if lanes else lambda fn: fn
 
 
 def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:

@@ -59,7 +59,7 @@ import pandas as pd
 import scipy.stats
 
 import bayescale as bs
-from bayescale.inference import WARMUPS
+from bayescale.inference import BATCHED_WARMUP, WARMUPS
 from bayescale.model import ModelSpec
 from bayescale.noise import NU
 from bayescale.noise import draw as draw_noise
@@ -443,8 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup",
         choices=WARMUPS,
-        default="standard",
-        help="sampler warmup (default: fit_many's)",
+        default=BATCHED_WARMUP,
+        help=f"sampler warmup (default {BATCHED_WARMUP!r}, fit_many's)",
     )
     args = parser.parse_args(argv)
     replicates = args.replicates or (50 if args.quick else 200)
