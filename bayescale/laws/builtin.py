@@ -61,8 +61,7 @@ EXPONENT = Param(
 
 
 def _power_predict(params: Mapping[str, jax.Array], x: Mapping[str, jax.Array]) -> jax.Array:
-    log_mean = jnp.logaddexp(jnp.log(params["E"]), jnp.log(params["A"]) - params["alpha"] * x["x"])
-    return jnp.exp(log_mean)
+    return params["E"] + params["A"] * jnp.exp(-params["alpha"] * x["x"])
 
 
 POWER = Law(
@@ -77,14 +76,11 @@ POWER = Law(
 
 
 def _chinchilla_predict(params: Mapping[str, jax.Array], x: Mapping[str, jax.Array]) -> jax.Array:
-    terms = jnp.stack(
-        jnp.broadcast_arrays(
-            jnp.log(params["E"]),
-            jnp.log(params["A"]) - params["alpha"] * x["params"],
-            jnp.log(params["B"]) - params["beta"] * x["tokens"],
-        )
+    return (
+        params["E"]
+        + params["A"] * jnp.exp(-params["alpha"] * x["params"])
+        + params["B"] * jnp.exp(-params["beta"] * x["tokens"])
     )
-    return jnp.exp(jax.nn.logsumexp(terms, axis=0))
 
 
 CHINCHILLA = Law(
