@@ -179,10 +179,13 @@ def _build(
     def model(x, codes, log_y, loc) -> None:
         spec_for(loc).numpyro_model(x, codes, log_y)
 
-    # Jitted so that its many call sites in NUTS share one trace of the model.
+    # NUTS moves one flat vector of every latent site (one pytree leaf): with a leaf per site,
+    # its trajectories spent about as long joining and splitting the sites as on the rest of a
+    # step's bookkeeping (benchmarks/README.md). Jitted so that its call sites share one trace.
     @jax.jit
-    def potential(table_args: TableArgs, z: dict[str, jax.Array]) -> jax.Array:
-        return potential_energy(model, table_args, {}, z)
+    def potential(table_args: TableArgs, flat: jax.Array) -> jax.Array:
+        unravel = _flat_layout(model, table_args)[1]
+        return potential_energy(model, table_args, {}, unravel(flat))
 
     def potential_fn_gen(*table_args):
         return functools.partial(potential, table_args)
@@ -206,8 +209,7 @@ def _build(
         key_search, key_laplace, key_run = jnp.unstack(
             lift(lambda key: jax.random.split(key, 3))(keys), axis=-2
         )
-        shapes = _unconstrained_shapes(model, jax.tree.map(lambda a: a[0], args) if lanes else args)
-        unravel = ravel_pytree({name: jnp.zeros(shape) for name, shape in shapes.items()})[1]
+        shapes = _flat_layout(model, jax.tree.map(lambda a: a[0], args) if lanes else args)[0]
 
         def draw_point(key: jax.Array) -> jax.Array:
             sites = jax.random.split(key, len(shapes))
@@ -219,11 +221,11 @@ def _build(
             )[0]
 
         def energy_and_grad(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
-            lane = jax.value_and_grad(lambda f, a: potential(a, unravel(f)))
+            lane = jax.value_and_grad(potential, argnums=1)
             if lanes:
-                return jax.vmap(lane)(flat, args)
+                return jax.vmap(lane)(args, flat)
             # One chain, unbatched: a batched copy of the gradient compiles slower.
-            energy, grad = lane(flat[0], args)
+            energy, grad = lane(args, flat[0])
             return energy[None], grad[None]
 
         # `find_starts` takes a leading chain axis; one chain gets an axis of length 1.
@@ -242,7 +244,7 @@ def _build(
             if inverse_mass is not None and not dense:
                 inverse_mass = jnp.diag(inverse_mass)
             return init_kernel(
-                ParamInfo(unravel(z), energy, unravel(grad)),
+                ParamInfo(z, energy, grad),
                 num_warmup,
                 inverse_mass_matrix=inverse_mass,  # None: NumPyro's identity, adapted
                 adapt_mass_matrix=not laplace_warmup,
@@ -281,8 +283,9 @@ def _build(
         state = state._replace(adapt_state=fresh._replace(window_idx=adapt.window_idx))
         return state, moments_init(previous.shape[-1])
 
-    def finish(z: dict[str, jax.Array], table_args: TableArgs):
-        latent = jax.vmap(lambda draw: constrain_fn(model, table_args, {}, draw))(z)
+    def finish(z: jax.Array, table_args: TableArgs):
+        unravel = _flat_layout(model, table_args)[1]
+        latent = jax.vmap(lambda draw: constrain_fn(model, table_args, {}, unravel(draw)))(z)
         x, codes, log_y, loc = table_args
         spec = spec_for(loc)
         loglik = jax.vmap(lambda draw: spec.log_likelihood(draw, x, codes, log_y))(latent)
@@ -353,6 +356,19 @@ def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:
     """
     schedule = build_adaptation_schedule(num_warmup)
     return [(w.start, w.end + 1) for w in schedule[1:-1] if w.end + 1 - w.start >= 2]
+
+
+def _flat_layout(
+    model: Callable, table_args: TableArgs
+) -> tuple[dict[str, tuple[int, ...]], Callable[[jax.Array], dict[str, jax.Array]]]:
+    """Unconstrained shape of every latent site, and the map from one flat vector to the sites.
+
+    The flat vector concatenates the sites in `jax.flatten_util.ravel_pytree`'s order (sorted
+    names); it is what NUTS, the start-up loop and the mass matrices work in.
+    """
+    shapes = _unconstrained_shapes(model, table_args)
+    unravel = ravel_pytree({name: jnp.zeros(shape) for name, shape in shapes.items()})[1]
+    return shapes, unravel
 
 
 def _unconstrained_shapes(model: Callable, table_args: TableArgs) -> dict[str, tuple[int, ...]]:
