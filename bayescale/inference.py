@@ -166,8 +166,8 @@ def fit_many(
         warmup costs as much as its slowest lane, and a chain whose Laplace approximation is
         poor (a banana or a funnel) runs at maximum tree depth until its first adaptation
         window. Simulation-based calibration of the power law (200 fits, 2 chains each) took
-        57.8 s with ``"standard"``, and with ``"laplace"`` 193.1 s in a run where one lane hit
-        the maximum tree depth and 42.6 s in a later run where none did
+        40.0 s with ``"standard"`` and 30.3 s with ``"laplace"`` when no lane hit the maximum
+        tree depth, but 193.1 s with ``"laplace"`` in an earlier run where one lane did
         (benchmarks/README.md).
 
     Returns
