@@ -17,7 +17,7 @@ from bayescale.data import ScalingData
 from bayescale.errors import SamplingError, SpecError, warn_sampling
 from bayescale.model import ModelSpec, ScalingModel
 from bayescale.posterior import Posterior, from_values
-from bayescale.sampler import run_nuts, unconstrained_size
+from bayescale.sampler import run_nuts
 from bayescale.starting import INIT_TRIES
 
 SAMPLER_KEYS = frozenset(ScalingModel.default_sampler_config)
@@ -103,12 +103,6 @@ def fit(
 # small values (a funnel) and large ones; smaller steps avoid most divergences there
 # (benchmarks/README.md, `pooling.py`).
 PARTIAL_POOLING_TARGET_ACCEPT = 0.95
-# Above this many unconstrained dimensions (about 330 groups of a law with three partially pooled
-# parameters) the defaults are a diagonal mass matrix and NumPyro's warmup. A dense matrix and the
-# Laplace start store several d x d matrices per chain and multiply by one at every leapfrog
-# step; at 1,000 groups (d = 3,010) that made a fit many times slower than the diagonal matrix,
-# and at 10,000 groups it would not fit in memory (benchmarks/README.md).
-DENSE_MASS_MAX_DIMENSION = 1000
 
 
 def _sampler_config(
@@ -116,9 +110,7 @@ def _sampler_config(
 ) -> dict[str, Any]:
     """Merge sampler overrides into the defaults for ``spec``; turn on the compilation cache.
 
-    ``batched`` (`fit_many`) defaults to NumPyro's warmup: its lanes run in lockstep. Models of
-    more than `DENSE_MASS_MAX_DIMENSION` unconstrained dimensions default to a diagonal mass
-    matrix and NumPyro's warmup.
+    ``batched`` (`fit_many`) defaults to NumPyro's warmup: its lanes run in lockstep.
     """
     unknown = sorted(set(overrides) - SAMPLER_KEYS)
     if unknown:
@@ -128,8 +120,6 @@ def _sampler_config(
         defaults["target_accept_prob"] = PARTIAL_POOLING_TARGET_ACCEPT
     if batched:
         defaults["warmup"] = BATCHED_WARMUP
-    if unconstrained_size(spec) > DENSE_MASS_MAX_DIMENSION:
-        defaults.update(dense_mass=False, warmup="standard")
     config = {**defaults, **overrides}
     if config["warmup"] not in WARMUPS:
         raise SpecError(f"unknown warmup {config['warmup']!r}; known are {list(WARMUPS)}.")

@@ -358,20 +358,6 @@ def _mass_matrix_windows(num_warmup: int) -> list[tuple[int, int]]:
     return [(w.start, w.end + 1) for w in schedule[1:-1] if w.end + 1 - w.start >= 2]
 
 
-def unconstrained_size(spec: ModelSpec) -> int:
-    """Length of the vector NUTS moves for ``spec``: its latent sites on the unconstrained scale.
-
-    It depends on the model's structure only (laws, pooling, noise, number of groups), not on
-    the runs, so one placeholder run stands in for the data.
-    """
-
-    def model(x, codes, log_y) -> None:
-        spec.numpyro_model(x, codes, log_y)
-
-    one_run = ({name: jnp.ones(1) for name in spec.columns}, jnp.zeros(1, dtype=int), jnp.zeros(1))
-    return sum(int(np.prod(shape)) for shape in _unconstrained_shapes(model, one_run).values())
-
-
 def _flat_layout(
     model: Callable, table_args: TableArgs
 ) -> tuple[dict[str, tuple[int, ...]], Callable[[jax.Array], dict[str, jax.Array]]]:
