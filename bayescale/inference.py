@@ -28,6 +28,13 @@ CACHE_ENV = "BAYESCALE_CACHE_DIR"
 WARMUPS = ("laplace", "standard")
 # `fit_many`'s default warmup: its lanes run in lockstep (see its docstring).
 BATCHED_WARMUP = "standard"
+# Mass matrices (``dense_mass``): dense, diagonal, or "groups", which couples each group's
+# parameters with the shared ones only (`bayescale.mass`).
+MASS_MATRICES = (True, False, "groups")
+# From this many groups with per-group parameters the default mass matrix is "groups": at 100
+# groups it samples as fast as the dense one, and at 400 the dense one did not converge
+# (benchmarks/README.md).
+GROUPED_MASS_MIN_GROUPS = 100
 
 
 def enable_compilation_cache() -> None:
@@ -120,9 +127,20 @@ def _sampler_config(
         defaults["target_accept_prob"] = PARTIAL_POOLING_TARGET_ACCEPT
     if batched:
         defaults["warmup"] = BATCHED_WARMUP
+    if len(spec.labels) >= GROUPED_MASS_MIN_GROUPS:
+        defaults["dense_mass"] = "groups"
     config = {**defaults, **overrides}
     if config["warmup"] not in WARMUPS:
         raise SpecError(f"unknown warmup {config['warmup']!r}; known are {list(WARMUPS)}.")
+    if config["dense_mass"] not in MASS_MATRICES:
+        raise SpecError(
+            f"unknown dense_mass {config['dense_mass']!r}; known are {list(MASS_MATRICES)}."
+        )
+    if config["dense_mass"] != "groups":
+        config["dense_mass"] = bool(config["dense_mass"])
+    elif not any(map(spec.per_group, spec.params)):
+        # Without per-group parameters every entry is shared: the structure is the dense one.
+        config["dense_mass"] = True
     enable_compilation_cache()
     return config
 

@@ -39,9 +39,10 @@ from numpyro.infer.hmc_util import build_adaptation_schedule, warmup_adapter, we
 from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
+from bayescale import mass
 from bayescale.laws import Prior
 from bayescale.model import ModelSpec
-from bayescale.starting import INIT_RADIUS, find_starts
+from bayescale.starting import INIT_RADIUS, dense_laplace, find_starts
 
 PROGRESS_UPDATES = 50
 
@@ -187,15 +188,31 @@ def _build(
         unravel = _flat_layout(model, table_args)[1]
         return potential_energy(model, table_args, {}, unravel(flat))
 
-    def potential_fn_gen(*table_args):
+    # With ``dense_mass="groups"`` NUTS moves the standard Normal coordinates of a
+    # `mass.GroupedNormal` (its identity mass matrix is that Normal's covariance in z).
+    grouped = config["dense_mass"] == "groups"
+    num_groups = len(template.labels)
+
+    def layout_of(table_args: TableArgs) -> mass.GroupLayout:
+        layout = mass.group_layout(_flat_layout(model, table_args)[0], num_groups)
+        if layout is None:
+            raise ValueError("dense_mass='groups' needs a model with per-group parameters.")
+        return layout
+
+    def grouped_potential(table_args: TableArgs, normal: mass.GroupedNormal, y: jax.Array):
+        return potential(table_args, mass.from_standard(normal, layout_of(table_args), y))
+
+    def potential_fn_gen(table_args: TableArgs, normal: mass.GroupedNormal | None):
+        if grouped:
+            return functools.partial(grouped_potential, table_args, normal)
         return functools.partial(potential, table_args)
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
     num_warmup = config["num_warmup"]
     total = num_warmup + config["num_samples"]
-    dense = config["dense_mass"]
+    dense = config["dense_mass"] is True
     laplace_warmup = config["warmup"] == "laplace"
-    windows = _mass_matrix_windows(num_warmup) if laplace_warmup else []
+    windows = _mass_matrix_windows(num_warmup) if laplace_warmup or grouped else []
     window_starts = jnp.array([start for start, _ in windows], dtype=int)
     window_stops = jnp.array([stop for _, stop in windows], dtype=int)
     moments_init, moments_update, moments_final = welford_covariance(diagonal=not dense)
@@ -209,7 +226,16 @@ def _build(
         key_search, key_laplace, key_run = jnp.unstack(
             lift(lambda key: jax.random.split(key, 3))(keys), axis=-2
         )
-        shapes = _flat_layout(model, jax.tree.map(lambda a: a[0], args) if lanes else args)[0]
+        lane_args = jax.tree.map(lambda a: a[0], args) if lanes else args
+        shapes = _flat_layout(model, lane_args)[0]
+        size = sum(int(np.prod(shape)) for shape in shapes.values())
+        layout = layout_of(lane_args) if grouped else None
+        if not laplace_warmup:
+            laplace = None
+        elif grouped:
+            laplace = mass.grouped_laplace(layout)
+        else:
+            laplace = dense_laplace(size)
 
         def draw_point(key: jax.Array) -> jax.Array:
             sites = jax.random.split(key, len(shapes))
@@ -235,33 +261,52 @@ def _build(
             batch(key_laplace),
             draw_point,
             energy_and_grad,
-            laplace=laplace_warmup,
+            laplace=laplace,
         )
         if not lanes:
             starts = jax.tree.map(lambda a: a[0], starts)
 
-        def init(z, energy, grad, inverse_mass, key, table_args):
-            if inverse_mass is not None and not dense:
-                inverse_mass = jnp.diag(inverse_mass)
-            return init_kernel(
+        def init(z, energy, grad, approximation, key, table_args):
+            normal = None
+            if grouped:
+                normal = mass.standard_normal(layout) if approximation is None else approximation
+                # The same point in the Normal's coordinates; the gradient there is A^T grad.
+                y = mass.to_standard(normal, layout, z)
+                _, pull_back = jax.vjp(functools.partial(mass.from_standard, normal, layout), y)
+                z, grad = y, pull_back(grad)[0]
+                inverse_mass = jnp.ones(size)
+            elif approximation is None:
+                inverse_mass = None  # NumPyro's identity, adapted
+            else:
+                inverse_mass = approximation.covariance
+                if not dense:
+                    inverse_mass = jnp.diag(inverse_mass)
+            state = init_kernel(
                 ParamInfo(z, energy, grad),
                 num_warmup,
-                inverse_mass_matrix=inverse_mass,  # None: NumPyro's identity, adapted
-                adapt_mass_matrix=not laplace_warmup,
+                inverse_mass_matrix=inverse_mass,
+                adapt_mass_matrix=not (laplace_warmup or grouped),
                 dense_mass=dense,
                 target_accept_prob=config["target_accept_prob"],
                 max_tree_depth=config["max_tree_depth"],
-                model_args=table_args,
+                model_args=(table_args, normal),
                 rng_key=key,
             )
+            return state, normal
 
-        state = lift(init)(starts.z, starts.energy, starts.grad, starts.inverse_mass, key_run, args)
+        state, normal = lift(init)(
+            starts.z, starts.energy, starts.grad, starts.approximation, key_run, args
+        )
         # Window moments (a d x d matrix per lane when dense) only where windows use them.
-        size = starts.z.shape[-1]
-        moments = lift(lambda _: moments_init(size))(keys) if windows else ()
-        return state, starts.found, moments
+        if not windows:
+            moments = ()
+        elif grouped:
+            moments = lift(lambda _: mass.moments_init(layout))(keys)
+        else:
+            moments = lift(lambda _: moments_init(size))(keys)
+        return state, starts.found, moments, normal
 
-    def retune(state: HMCState, moments: tuple) -> tuple[HMCState, tuple]:
+    def retune(state: HMCState, moments: tuple, normal: None, table_args: TableArgs):
         """Mass matrix from the window's draws; step-size adaptation restarts.
 
         The window's covariance gets Stan's regularisation (a small diagonal floor; without
@@ -281,7 +326,42 @@ def _build(
             (state.z,), adapt.rng_key, adapt.step_size, inverse_mass_matrix=inverse_mass
         )
         state = state._replace(adapt_state=fresh._replace(window_idx=adapt.window_idx))
-        return state, moments_init(previous.shape[-1])
+        return state, moments_init(previous.shape[-1]), normal
+
+    def retune_grouped(
+        state: HMCState,
+        moments: mass.GroupedMoments,
+        normal: mass.GroupedNormal,
+        table_args: TableArgs,
+    ):
+        """`retune` for ``dense_mass="groups"``: a new Normal, and the point in its coordinates.
+
+        The Normal comes from the window's draws (`mass.from_moments`); the chain stays at the
+        same point, and its potential's gradient is taken in the new coordinates.
+        """
+        layout = layout_of(table_args)
+        z = mass.from_standard(normal, layout, state.z)
+        normal = mass.from_moments(moments, normal, layout)
+        y = mass.to_standard(normal, layout, z)
+        energy, grad = jax.value_and_grad(grouped_potential, argnums=2)(table_args, normal, y)
+        adapt = state.adapt_state
+        fresh = adapt_init(
+            (y,), adapt.rng_key, adapt.step_size, inverse_mass_matrix=adapt.inverse_mass_matrix
+        )
+        state = state._replace(
+            z=y,
+            z_grad=grad,
+            potential_energy=energy,
+            adapt_state=fresh._replace(window_idx=adapt.window_idx),
+        )
+        return state, mass.moments_init(layout), normal
+
+    def window_update(state: HMCState, moments: tuple, normal, table_args: TableArgs):
+        """Add the chain's point to the window's moments."""
+        if not grouped:
+            return moments_update(state.z, moments)
+        layout = layout_of(table_args)
+        return mass.moments_update(mass.from_standard(normal, layout, state.z), moments, layout)
 
     def finish(z: jax.Array, table_args: TableArgs):
         unravel = _flat_layout(model, table_args)[1]
@@ -298,27 +378,42 @@ def _build(
         NUTS loops costs many times more to trace.
         """
         lift = _lift(lanes)
-        state, started, moments = start(keys, args, lanes=lanes)
+        state, started, moments, normal = start(keys, args, lanes=lanes)
 
         def step(carry, i):
-            state, moments = carry
+            state, moments, normal = carry
             if progress:
                 _report_progress(i, total)
-            state = lift(lambda s, a: sample_kernel(s, model_args=a))(state, args)
+            state = lift(lambda s, a, n: sample_kernel(s, model_args=(a, n)))(state, args, normal)
             if windows:
                 in_window = jnp.any((i >= window_starts) & (i < window_stops))
                 moments = lax.cond(
-                    in_window, lift(moments_update), lambda z, m: m, state.z, moments
+                    in_window, lift(window_update), lambda s, m, *_: m, state, moments, normal, args
                 )
-                state, moments = lax.cond(
-                    jnp.any(i == window_stops - 1), lift(retune), lambda *c: c, state, moments
+                state, moments, normal = lax.cond(
+                    jnp.any(i == window_stops - 1),
+                    lift(retune_grouped if grouped else retune),
+                    lambda *c: c[:3],
+                    state,
+                    moments,
+                    normal,
+                    args,
                 )
-            return (state, moments), (state.z, state.diverging, state.num_steps)
+            return (state, moments, normal), (state.z, state.diverging, state.num_steps)
 
-        _, (z, diverging, num_steps) = lax.scan(step, (state, moments), jnp.arange(total))
+        (_, _, normal), (z, diverging, num_steps) = lax.scan(
+            step, (state, moments, normal), jnp.arange(total)
+        )
         z, diverging, num_steps = jax.tree.map(
             lambda a: jnp.moveaxis(a[num_warmup:], 0, int(lanes)), (z, diverging, num_steps)
         )
+        if grouped:
+            # Draws back from the last Normal's coordinates, which sampling kept.
+            def to_points(normal, y, table_args):
+                layout = layout_of(table_args)
+                return jax.vmap(lambda draw: mass.from_standard(normal, layout, draw))(y)
+
+            z = lift(to_points)(normal, z, args)
         values, loglik = lift(finish)(z, args)
         return values, diverging, num_steps, loglik, started
 

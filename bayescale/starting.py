@@ -11,10 +11,11 @@ fit of a few hundred runs spends evaluating it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from numpyro.optim import Adam
 
@@ -40,6 +41,51 @@ SEARCH, DESCEND, DIFFERENCE, MODE, DRAW = range(5)
 EnergyAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
+class Laplace(NamedTuple):
+    """How a Normal approximation is built from the curvature at a mode, and drawn from.
+
+    Attributes
+    ----------
+    directions : ndarray
+        Directions along which the Hessian is differenced, shape (c, d).
+    fit : callable
+        The Hessian's products with the directions, shape (d, c), and the mode (d,), to the
+        approximation (a pytree).
+    draw : callable
+        The approximation and a standard Normal vector (d,) to a draw of it (d,).
+    """
+
+    directions: np.ndarray
+    fit: Callable[[jax.Array, jax.Array], Any]
+    draw: Callable[[Any, jax.Array], jax.Array]
+
+
+class DenseNormal(NamedTuple):
+    """N(mean, axes diag(1 / curvatures) axes^T): a Hessian's clipped eigendecomposition."""
+
+    mean: jax.Array
+    curvatures: jax.Array
+    axes: jax.Array
+
+    @property
+    def covariance(self) -> jax.Array:
+        """The covariance matrix, shape (..., d, d)."""
+        scaled = self.axes / self.curvatures[..., None, :]
+        return jnp.einsum("...ij,...kj->...ik", scaled, self.axes)
+
+
+def dense_laplace(size: int) -> Laplace:
+    """Return the Laplace approximation with the full Hessian, differenced along every axis."""
+
+    def fit(hessian: jax.Array, mode: jax.Array) -> DenseNormal:
+        return DenseNormal(mode, *_curvatures(hessian))
+
+    def draw(normal: DenseNormal, standard: jax.Array) -> jax.Array:
+        return normal.mean + (normal.axes / jnp.sqrt(normal.curvatures)) @ standard
+
+    return Laplace(np.identity(size), fit, draw)
+
+
 class Start(NamedTuple):
     """Where each chain starts, all arrays with a leading chain axis.
 
@@ -49,8 +95,8 @@ class Start(NamedTuple):
         Flattened unconstrained starting point, shape (chains, d).
     energy, grad : jax.Array
         Potential energy (negative log density) and its gradient there.
-    inverse_mass : jax.Array or None
-        Laplace covariance, shape (chains, d, d); None without the Laplace start.
+    approximation : pytree or None
+        The Laplace approximation (`Laplace.fit`) per chain; None without the Laplace start.
     found : jax.Array
         Whether the search found a point with a finite density and gradient, shape (chains,).
     """
@@ -58,7 +104,7 @@ class Start(NamedTuple):
     z: jax.Array
     energy: jax.Array
     grad: jax.Array
-    inverse_mass: jax.Array | None
+    approximation: Any
     found: jax.Array
 
 
@@ -68,9 +114,9 @@ def find_starts(
     draw_point: Callable[[jax.Array], jax.Array],
     energy_and_grad: EnergyAndGrad,
     *,
-    laplace: bool,
+    laplace: Laplace | None,
 ) -> Start:
-    """Return a starting point per chain, from a Laplace approximation when ``laplace``.
+    """Return a starting point per chain, from a Laplace approximation unless ``laplace`` is None.
 
     Parameters
     ----------
@@ -82,21 +128,24 @@ def find_starts(
     energy_and_grad : callable
         Points of every chain, shape (chains, d), to their potentials (chains,) and gradients
         (chains, d).
-    laplace : bool
-        Without it, the first finite uniform draw. With it: Adam from that point toward the
-        minimum of the potential (non-finite gradient components skipped), and the Hessian there
-        by central differences of the gradient, its eigenvalues clipped to `CURVATURE_RANGE`
-        (the identity where it is not finite). Its inverse is the covariance of a Normal; the
-        chain starts from a draw of it if the draw's potential exceeds the mode's by no more than
-        a draw of the Normal itself would (`TYPICAL_EXCESS_SDS` above the chi-square mean),
+    laplace : Laplace or None
+        None: the first finite uniform draw. Otherwise: Adam from that point toward the
+        minimum of the potential (non-finite gradient components skipped), and the Hessian's
+        products with ``laplace.directions`` there by central differences of the gradient
+        (`dense_laplace`: the whole Hessian, its eigenvalues clipped to `CURVATURE_RANGE`, the
+        identity where it is not finite). ``laplace.fit`` makes a Normal of them; the chain
+        starts from a draw of it if the draw's potential exceeds the mode's by no more than a
+        draw of the Normal itself would (`TYPICAL_EXCESS_SDS` above the chi-square mean),
         otherwise at the mode, or at the uniform draw where the mode's density is not finite.
     """
     chains = search_keys.shape[0]
     size = jax.eval_shape(draw_point, search_keys[0]).shape[0]
+    num_directions = 0 if laplace is None else laplace.directions.shape[0]
+    directions = None if laplace is None else jnp.asarray(laplace.directions)
     optimizer = Adam(MODE_SEARCH_RATE)
     # Iterations after the search at which each later stage begins, and the end.
-    stage_starts = jnp.array([MODE_SEARCH_STEPS, MODE_SEARCH_STEPS + 2 * size])
-    stop = MODE_SEARCH_STEPS + 2 * size + 2 if laplace else 0
+    stage_starts = jnp.array([MODE_SEARCH_STEPS, MODE_SEARCH_STEPS + 2 * num_directions])
+    stop = MODE_SEARCH_STEPS + 2 * num_directions + 2 if laplace is not None else 0
     flat = jnp.zeros((chains, size))
     # Small per-chain state, which the stages' branches pass along; the d x d Hessian stays
     # outside them (a branch returning it would copy it at every iteration).
@@ -110,7 +159,7 @@ def find_starts(
         "energy": jnp.zeros(chains),
         "grad": flat,
     }
-    if laplace:
+    if laplace is not None:
         state |= {
             "optimizer": optimizer.init(flat),
             "mode_energy": jnp.zeros(chains),
@@ -126,19 +175,21 @@ def find_starts(
         return optimizer.get_params(c["optimizer"])
 
     def offsets(c: dict) -> jax.Array:
-        """Central-difference steps around the current mode, per chain (chains, d).
+        """Central-difference steps along each direction, per chain (chains, c).
 
-        The cube root of the float precision times max(1, |x_i|) balances truncation and
-        rounding error. Differences of the gradient, not its exact derivative: compiling the
-        model's second derivatives takes several times longer than the sampler itself.
+        The cube root of the float precision times max(1, |x_i|) over the coordinates the
+        direction moves balances truncation and rounding error. Differences of the gradient,
+        not its exact derivative: compiling the model's second derivatives takes several times
+        longer than the sampler itself.
         """
         mode = mode_of(c)
-        return jnp.finfo(mode.dtype).eps ** (1 / 3) * jnp.maximum(1.0, jnp.abs(mode))
+        moved = jnp.max(jnp.abs(mode)[:, None, :] * directions, axis=-1)
+        return jnp.finfo(mode.dtype).eps ** (1 / 3) * jnp.maximum(1.0, moved)
 
     def difference_row(c: dict) -> tuple[jax.Array, jax.Array]:
-        """Row of the Hessian this iteration differences, and the sign of its offset."""
-        row = jnp.clip(c["step"] - MODE_SEARCH_STEPS, 0, 2 * size - 1)
-        return row % size, jnp.where(row < size, 1.0, -1.0)
+        """Direction this iteration differences along, and the sign of its offset."""
+        row = jnp.clip(c["step"] - MODE_SEARCH_STEPS, 0, 2 * num_directions - 1)
+        return row % num_directions, jnp.where(row < num_directions, 1.0, -1.0)
 
     # Where each stage evaluates the potential.
     def search_point(c: dict) -> tuple[jax.Array, dict]:
@@ -154,7 +205,7 @@ def find_starts(
 
     def difference_point(c: dict) -> tuple[jax.Array, dict]:
         row, sign = difference_row(c)
-        return mode_of(c) + sign * offsets(c) * jax.nn.one_hot(row, size), c
+        return mode_of(c) + sign * offsets(c)[:, row, None] * directions[row], c
 
     def draw_point_of(c: dict) -> tuple[jax.Array, dict]:
         return c["draw"], c
@@ -166,7 +217,7 @@ def find_starts(
         tries = c["tries"] + 1
         c = c | {"z": z, "energy": energy, "grad": grad, "found": found, "tries": tries}
         c["searching"] = ~jnp.all(found) & (tries < INIT_TRIES)
-        if laplace:
+        if laplace is not None:
             c["optimizer"] = optimizer.init(z)
         return c
 
@@ -178,9 +229,9 @@ def find_starts(
         return c
 
     def after_mode(c: dict, mode, energy, grad, hessian) -> dict:
-        curvatures, axes = _curvatures(hessian)
+        approximation = jax.vmap(laplace.fit)(hessian, mode)
         normal = jax.vmap(lambda key: jax.random.normal(key, (size,)))(draw_keys)
-        draw = mode + jnp.einsum("cij,cj->ci", axes / jnp.sqrt(curvatures)[:, None, :], normal)
+        draw = jax.vmap(laplace.draw)(approximation, normal)
         return c | {"mode_energy": energy, "mode_grad": grad, "draw": draw}
 
     def after_draw(c: dict, draw, energy, grad, hessian) -> dict:
@@ -206,7 +257,7 @@ def find_starts(
 
     points = [search_point, descend_point, difference_point, descend_point, draw_point_of]
     updates = [after_search, after_descend, after_difference, after_mode, after_draw]
-    if not laplace:
+    if laplace is None:
         points, updates = points[:1], updates[:1]
 
     def body(carry: tuple[dict, jax.Array]) -> tuple[dict, jax.Array]:
@@ -214,12 +265,12 @@ def find_starts(
         index = stage(c)
         z, c = lax.switch(index, points, c)
         energy, grad = energy_and_grad(z)
-        if laplace:
-            # Row i of the Hessian: (grad(mode + h_i e_i) - grad(mode - h_i e_i)) / (2 h_i).
+        if laplace is not None:
+            # Hessian times direction i: (grad(mode + h_i p_i) - grad(mode - h_i p_i)) / (2 h_i).
             # Other stages add nothing (not zero times their gradient, which may be inf or NaN).
             row, sign = difference_row(c)
             scale = sign / (2 * offsets(c)[:, row, None])
-            hessian = hessian.at[:, row].add(jnp.where(index == DIFFERENCE, scale * grad, 0.0))
+            hessian = hessian.at[:, :, row].add(jnp.where(index == DIFFERENCE, scale * grad, 0.0))
         c = lax.switch(index, updates, c, z, energy, grad, hessian)
         return c | {"step": jnp.where(index == SEARCH, c["step"], c["step"] + 1)}, hessian
 
@@ -227,21 +278,18 @@ def find_starts(
         c, _ = carry
         return c["searching"] | (c["step"] < stop)
 
-    hessian = jnp.zeros((chains, size, size) if laplace else (chains, 0, 0))
+    hessian = jnp.zeros((chains, size, num_directions))
     c, hessian = lax.while_loop(running, body, (state, hessian))
-    covariance = None
-    if laplace:
-        curvatures, axes = _curvatures(hessian)
-        covariance = jnp.einsum("cij,ckj->cik", axes / curvatures[:, None, :], axes)
-    return Start(c["z"], c["energy"], c["grad"], covariance, c["found"])
+    approximation = None if laplace is None else jax.vmap(laplace.fit)(hessian, mode_of(c))
+    return Start(c["z"], c["energy"], c["grad"], approximation, c["found"])
 
 
 def _curvatures(hessian: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigenvalues, clipped to `CURVATURE_RANGE`, and eigenvectors of each chain's Hessian.
+    """Eigenvalues, clipped to `CURVATURE_RANGE`, and eigenvectors of a Hessian.
 
     A Hessian that is not finite is replaced by the identity.
     """
-    finite = jnp.all(jnp.isfinite(hessian), axis=(1, 2), keepdims=True)
+    finite = jnp.all(jnp.isfinite(hessian))
     hessian = jnp.where(finite, hessian, jnp.identity(hessian.shape[-1]))
-    curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + jnp.swapaxes(hessian, 1, 2)))
+    curvatures, axes = jnp.linalg.eigh(0.5 * (hessian + hessian.T))
     return jnp.clip(curvatures, *CURVATURE_RANGE), axes

@@ -6,7 +6,7 @@ import pytest
 import bayescale as bs
 from bayescale.cli import main
 
-SMALL = ["--num-warmup", "500", "--num-samples", "500", "--num-chains", "2", "--seed", "1"]
+SMALL = ["--num-warmup", "500", "--num-samples", "1000", "--num-chains", "2", "--seed", "1"]
 
 
 def test_version(capsys):

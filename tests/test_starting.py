@@ -18,7 +18,10 @@ def find_starts(potential, size: int, chains: int, *, seed: int = 0, laplace: bo
         return jax.random.uniform(key, (size,), minval=-1.0, maxval=1.0)
 
     energy_and_grad = jax.vmap(jax.value_and_grad(potential))
-    return starting.find_starts(keys[0], keys[1], draw_point, energy_and_grad, laplace=laplace)
+    laplace_start = starting.dense_laplace(size) if laplace else None
+    return starting.find_starts(
+        keys[0], keys[1], draw_point, energy_and_grad, laplace=laplace_start
+    )
 
 
 def test_laplace_start_of_a_normal_is_its_covariance():
@@ -32,7 +35,7 @@ def test_laplace_start_of_a_normal_is_its_covariance():
 
     num_starts = 2000
     start = find_starts(potential, 3, num_starts)
-    np.testing.assert_allclose(start.inverse_mass[0], covariance, rtol=0.02, atol=2e-3)
+    np.testing.assert_allclose(start.approximation.covariance[0], covariance, rtol=0.02, atol=2e-3)
     # Starts are draws of N(mode, covariance): whitened, independent standard normals around a
     # mode within the posterior's bulk (the mode search need not reach the centre exactly).
     whitened = np.linalg.solve(np.linalg.cholesky(covariance), (start.z - centre).T).T
@@ -61,7 +64,7 @@ def test_laplace_covariance_is_the_inverse_hessian_at_the_mode():
     mode = scipy.optimize.minimize(objective, np.zeros(3), jac=True, tol=1e-10).x
     expected = np.linalg.inv(jax.hessian(potential)(jnp.asarray(mode, dtype=jnp.float32)))
     start = find_starts(potential, 3, 4)
-    for covariance in np.asarray(start.inverse_mass):
+    for covariance in np.asarray(start.approximation.covariance):
         np.testing.assert_allclose(covariance, expected, rtol=2e-3, atol=2e-4)
 
 
@@ -78,7 +81,7 @@ def test_laplace_covariance_ignores_non_finite_gradients_before_the_differences(
 
     start = find_starts(potential, 2, 16, seed=3)
     assert np.all(start.found)
-    for found in np.asarray(start.inverse_mass):
+    for found in np.asarray(start.approximation.covariance):
         np.testing.assert_allclose(found, covariance, rtol=0.02, atol=2e-3)
 
 
@@ -110,7 +113,7 @@ def test_search_reports_chains_without_a_finite_start():
         return jnp.where(x[0] > 2.0, 0.0, jnp.inf)  # finite only outside the search box
 
     start = find_starts(potential, 1, 3, laplace=False)
-    assert start.inverse_mass is None
+    assert start.approximation is None
     assert not np.any(start.found)
 
 
