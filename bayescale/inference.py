@@ -31,10 +31,11 @@ BATCHED_WARMUP = "standard"
 # Mass matrices (``dense_mass``): dense, diagonal, or "groups", which couples each group's
 # parameters with the shared ones only (`bayescale.mass`).
 MASS_MATRICES = (True, False, "groups")
-# From this many groups with per-group parameters the default mass matrix is "groups": at 100
-# groups it samples as fast as the dense one, and at 400 the dense one did not converge
-# (benchmarks/README.md).
-GROUPED_MASS_MIN_GROUPS = 100
+# From this many groups the default mass matrix is "groups". Measured on 2 CPU cores
+# (benchmarks/README.md, `many_groups.py`): at 100 groups the dense matrix gave 1.5 times the
+# ESS per second, at 400 groups the grouped one the same ESS per second in a third of the time,
+# and at 1,000 groups the dense one had not finished after 40 minutes.
+GROUPED_MASS_MIN_GROUPS = 400
 
 
 def enable_compilation_cache() -> None:

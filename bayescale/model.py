@@ -449,9 +449,11 @@ class ScalingModel:
             Show progress; by default only when standard error is a terminal.
         **sampler_config
             ``num_warmup``, ``num_samples``, ``num_chains``, ``target_accept_prob``,
-            ``dense_mass``, ``max_tree_depth``, ``warmup`` (``"laplace"`` or ``"standard"``,
-            docs/model.md); defaults in `default_sampler_config`, except
-            ``target_accept_prob`` 0.95 when a parameter is partially pooled.
+            ``dense_mass`` (True, False, or ``"groups"``: each group's parameters coupled with
+            the shared ones only), ``max_tree_depth``, ``warmup`` (``"laplace"`` or
+            ``"standard"``, docs/model.md); defaults in `default_sampler_config`, except
+            ``target_accept_prob`` 0.95 when a parameter is partially pooled and ``dense_mass``
+            ``"groups"`` from 400 groups.
 
         Returns
         -------

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale import mass
+from bayescale import mass, starting
 from bayescale.inference import GROUPED_MASS_MIN_GROUPS, _sampler_config
 
 SHAPES = {"A_w": (3,), "E_mu_v": (), "E_w": (3,), "alpha_z": ()}
@@ -135,3 +135,29 @@ def test_many_groups_default_to_the_grouped_mass_matrix(gadre_c4_runs):
     assert default_mass(gadre_c4_runs) is True  # three groups
     # Nothing per group: every entry is shared, and the dense matrix is that structure.
     assert default_mass(many, pooling={"E": "shared", "A": "shared"}) is True
+
+
+def test_laplace_start_with_grouped_directions_finds_the_arrow_covariance(rng):
+    # The Hessian of a Normal with an arrow precision, differenced along one direction per
+    # per-group site and per shared entry, gives its whole covariance.
+    layout = mass.group_layout(SHAPES, 3)
+    precision = arrow_precision(layout, rng) / 2
+    centre = jnp.asarray(rng.normal(size=8), dtype=jnp.float32)
+    precision_f32 = jnp.asarray(precision, dtype=jnp.float32)
+
+    def potential(x):
+        return 0.5 * (x - centre) @ precision_f32 @ (x - centre)
+
+    chains = 4
+    keys = jax.random.split(jax.random.PRNGKey(0), 2 * chains).reshape(2, chains, 2)
+    start = starting.find_starts(
+        keys[0],
+        keys[1],
+        lambda key: jax.random.uniform(key, (8,), minval=-1.0, maxval=1.0),
+        jax.vmap(jax.value_and_grad(potential)),
+        laplace=mass.grouped_laplace(layout),
+    )
+    for chain in range(chains):
+        normal = jax.tree.map(lambda a, c=chain: a[c], start.approximation)
+        matrix = matrix_of(normal, layout)
+        np.testing.assert_allclose(matrix @ matrix.T, np.linalg.inv(precision), atol=1e-3)
