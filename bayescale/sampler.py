@@ -16,6 +16,10 @@ d unconstrained dimensions).
 NumPyro's default starts from the identity and replaces the matrix by each window's estimate,
 from as few as 25 draws, so with many groups most gradient evaluations of a fit went into
 warmup. ``warmup="standard"`` is NumPyro's adaptation, from uniform starting points.
+
+With ``dense_mass="groups"`` the mass matrix is a `bayescale.mass.GroupedNormal` (each group's
+parameters coupled with the shared ones only): NUTS moves that Normal's standard coordinates, and
+the windows (with either warmup) re-estimate it from each group's draws with the shared ones.
 """
 
 from __future__ import annotations
