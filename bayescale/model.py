@@ -453,7 +453,7 @@ class ScalingModel:
             the shared ones only), ``max_tree_depth``, ``warmup`` (``"laplace"`` or
             ``"standard"``, docs/model.md); defaults in `default_sampler_config`, except
             ``target_accept_prob`` 0.95 when a parameter is partially pooled and ``dense_mass``
-            ``"groups"`` from 400 groups.
+            ``"groups"`` from 200 groups.
 
         Returns
         -------
