@@ -161,3 +161,16 @@ def test_laplace_start_with_grouped_directions_finds_the_arrow_covariance(rng):
         normal = jax.tree.map(lambda a, c=chain: a[c], start.approximation)
         matrix = matrix_of(normal, layout)
         np.testing.assert_allclose(matrix @ matrix.T, np.linalg.inv(precision), atol=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")
+def test_grouped_mass_matrix_runs_in_vectorised_lanes(grouped_post, gadre_c4_runs):
+    # fit_many runs every chain of every table as one lane of a vectorised sampler.
+    model = bs.ScalingModel("power", x="flops", group="dataset", pooling=grouped_post.spec.pooling)
+    fits = bs.fit_many(model, [gadre_c4_runs, gadre_c4_runs], seed=2, dense_mass="groups")
+    reference = grouped_post.idata.posterior["alpha"].values
+    for post in fits:
+        assert post.meta["sampler"]["chain_method"] == "batched"
+        assert post.diagnostics.num_divergent == 0
+        alpha = post.idata.posterior["alpha"].values.mean()
+        assert abs(alpha - reference.mean()) < 0.4 * reference.std()
