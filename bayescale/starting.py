@@ -174,8 +174,8 @@ def find_starts(
     def mode_of(c: dict) -> jax.Array:
         return optimizer.get_params(c["optimizer"])
 
-    def offsets(c: dict) -> jax.Array:
-        """Central-difference steps along each direction, per chain (chains, c).
+    def offset(c: dict, row: jax.Array) -> jax.Array:
+        """Central-difference step along direction ``row``, per chain (chains, 1).
 
         The cube root of the float precision times max(1, |x_i|) over the coordinates the
         direction moves balances truncation and rounding error. Differences of the gradient,
@@ -183,7 +183,7 @@ def find_starts(
         longer than the sampler itself.
         """
         mode = mode_of(c)
-        moved = jnp.max(jnp.abs(mode)[:, None, :] * directions, axis=-1)
+        moved = jnp.max(jnp.abs(mode) * directions[row], axis=-1, keepdims=True)
         return jnp.finfo(mode.dtype).eps ** (1 / 3) * jnp.maximum(1.0, moved)
 
     def difference_row(c: dict) -> tuple[jax.Array, jax.Array]:
@@ -205,7 +205,7 @@ def find_starts(
 
     def difference_point(c: dict) -> tuple[jax.Array, dict]:
         row, sign = difference_row(c)
-        return mode_of(c) + sign * offsets(c)[:, row, None] * directions[row], c
+        return mode_of(c) + sign * offset(c, row) * directions[row], c
 
     def draw_point_of(c: dict) -> tuple[jax.Array, dict]:
         return c["draw"], c
@@ -269,7 +269,7 @@ def find_starts(
             # Hessian times direction i: (grad(mode + h_i p_i) - grad(mode - h_i p_i)) / (2 h_i).
             # Other stages add nothing (not zero times their gradient, which may be inf or NaN).
             row, sign = difference_row(c)
-            scale = sign / (2 * offsets(c)[:, row, None])
+            scale = sign / (2 * offset(c, row))
             hessian = hessian.at[:, :, row].add(jnp.where(index == DIFFERENCE, scale * grad, 0.0))
         c = lax.switch(index, updates, c, z, energy, grad, hessian)
         return c | {"step": jnp.where(index == SEARCH, c["step"], c["step"] + 1)}, hessian
