@@ -128,20 +128,21 @@ def _sampler_config(
         defaults["target_accept_prob"] = PARTIAL_POOLING_TARGET_ACCEPT
     if batched:
         defaults["warmup"] = BATCHED_WARMUP
-    if len(spec.labels) >= GROUPED_MASS_MIN_GROUPS:
+    per_group = any(map(spec.per_group, spec.params))
+    if per_group and len(spec.labels) >= GROUPED_MASS_MIN_GROUPS:
         defaults["dense_mass"] = "groups"
     config = {**defaults, **overrides}
-    if config["warmup"] not in WARMUPS:
-        raise SpecError(f"unknown warmup {config['warmup']!r}; known are {list(WARMUPS)}.")
-    if config["dense_mass"] not in MASS_MATRICES:
-        raise SpecError(
-            f"unknown dense_mass {config['dense_mass']!r}; known are {list(MASS_MATRICES)}."
-        )
+    for option, known in (("warmup", WARMUPS), ("dense_mass", MASS_MATRICES)):
+        if config[option] not in known:
+            raise SpecError(f"unknown {option} {config[option]!r}; known are {list(known)}.")
     if config["dense_mass"] != "groups":
         config["dense_mass"] = bool(config["dense_mass"])
-    elif not any(map(spec.per_group, spec.params)):
-        # Without per-group parameters every entry is shared: the structure is the dense one.
-        config["dense_mass"] = True
+    elif not per_group:
+        raise SpecError(
+            "dense_mass='groups' couples each group's parameters with the shared ones, but no "
+            f"parameter of this model takes a value per group (pooling {dict(spec.pooling)}); "
+            "use dense_mass=True."
+        )
     enable_compilation_cache()
     return config
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_solve, solve_triangular
 
-from bayescale.starting import CURVATURE_RANGE, Laplace
+from bayescale.starting import Laplace, clipped_curvatures
 
 # Stan's regularisation of a window's covariance: shrunk toward a small multiple of the identity
 # with the weight of this many pseudo-draws.
@@ -50,6 +50,13 @@ class GroupLayout(NamedTuple):
     def size(self) -> int:
         """Length d of the flat vector."""
         return self.group.size + self.shared.size
+
+    @property
+    def block_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Block shapes: shared (s, s), group x shared (groups, k, s), own (groups, k, k)."""
+        groups, k = self.group.shape
+        s = self.shared.size
+        return (s, s), (groups, k, s), (groups, k, k)
 
 
 def group_layout(shapes: Mapping[str, tuple[int, ...]], num_groups: int) -> GroupLayout | None:
@@ -112,14 +119,13 @@ class GroupedNormal(NamedTuple):
 
 
 def standard_normal(layout: GroupLayout) -> GroupedNormal:
-    """N(0, I) in the grouped form."""
-    groups, k = layout.group.shape
-    s = layout.shared.size
+    """Return N(0, I) in the grouped form."""
+    shared, coupling, own = layout.block_shapes
     return GroupedNormal(
         jnp.zeros(layout.size),
-        jnp.eye(s),
-        jnp.zeros((groups, k, s)),
-        jnp.broadcast_to(jnp.eye(k), (groups, k, k)),
+        jnp.eye(shared[0]),
+        jnp.zeros(coupling),
+        jnp.broadcast_to(jnp.eye(own[-1]), own),
     )
 
 
@@ -151,8 +157,8 @@ def from_curvature(products: jax.Array, mode: jax.Array, layout: GroupLayout) ->
     block H_gg, its coupling with the shared entries H_gS, and the shared block H_SS. The
     approximation's precision is the Hessian with the eigenvalues of H_gg (the precision of a
     group given the shared entries) and of the Schur complement H_SS - sum_g H_Sg H_gg^-1 H_gS
-    (the precision of the shared entries) clipped to `CURVATURE_RANGE`. A Hessian that is not
-    finite gives N(mode, I).
+    (the precision of the shared entries) clipped (`starting.clipped_curvatures`). A Hessian
+    that is not finite gives N(mode, I).
     """
     k = layout.group.shape[1]
     finite = jnp.all(jnp.isfinite(products))
@@ -207,15 +213,8 @@ class GroupedMoments(NamedTuple):
 
 def moments_init(layout: GroupLayout) -> GroupedMoments:
     """Return moments of no draws."""
-    groups, k = layout.group.shape
-    s = layout.shared.size
-    return GroupedMoments(
-        jnp.zeros(layout.size),
-        jnp.zeros((s, s)),
-        jnp.zeros((groups, k, s)),
-        jnp.zeros((groups, k, k)),
-        jnp.array(0),
-    )
+    blocks = (jnp.zeros(shape) for shape in layout.block_shapes)
+    return GroupedMoments(jnp.zeros(layout.size), *blocks, jnp.array(0))
 
 
 def moments_update(z: jax.Array, moments: GroupedMoments, layout: GroupLayout) -> GroupedMoments:
@@ -291,6 +290,6 @@ def _symmetric(matrix: jax.Array) -> jax.Array:
 
 
 def _clipped_inverse(precision: jax.Array) -> jax.Array:
-    """Inverse of a symmetric matrix with its eigenvalues clipped to `CURVATURE_RANGE`."""
-    curvatures, axes = jnp.linalg.eigh(precision)
-    return (axes / jnp.clip(curvatures, *CURVATURE_RANGE)) @ axes.T
+    """Inverse of a symmetric matrix with its eigenvalues clipped (`clipped_curvatures`)."""
+    curvatures, axes = clipped_curvatures(precision)
+    return (axes / curvatures) @ axes.T

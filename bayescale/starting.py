@@ -78,7 +78,7 @@ def dense_laplace(size: int) -> Laplace:
     """Return the Laplace approximation with the full Hessian, differenced along every axis."""
 
     def fit(hessian: jax.Array, mode: jax.Array) -> DenseNormal:
-        return DenseNormal(mode, *_curvatures(hessian))
+        return DenseNormal(mode, *clipped_curvatures(hessian))
 
     def draw(normal: DenseNormal, standard: jax.Array) -> jax.Array:
         return normal.mean + (normal.axes / jnp.sqrt(normal.curvatures)) @ standard
@@ -284,8 +284,8 @@ def find_starts(
     return Start(c["z"], c["energy"], c["grad"], approximation, c["found"])
 
 
-def _curvatures(hessian: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigenvalues, clipped to `CURVATURE_RANGE`, and eigenvectors of a Hessian.
+def clipped_curvatures(hessian: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Return the eigenvalues, clipped to `CURVATURE_RANGE`, and eigenvectors of a Hessian.
 
     A Hessian that is not finite is replaced by the identity.
     """

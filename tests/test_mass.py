@@ -118,6 +118,14 @@ def test_grouped_mass_matrix_samples_the_posterior_of_the_dense_one(grouped_post
 def test_dense_mass_is_checked(gadre_c4_runs, chinchilla_runs):
     with pytest.raises(bs.SpecError, match="unknown dense_mass 'full'"):
         bs.ScalingModel("chinchilla").fit(chinchilla_runs, dense_mass="full")
+    # Nothing per group to couple with the shared parameters: an error, not a silent switch.
+    with pytest.raises(bs.SpecError, match="no parameter of this model takes a value per group"):
+        bs.ScalingModel("chinchilla").fit(chinchilla_runs, dense_mass="groups")
+    shared = bs.ScalingModel(
+        "power", x="flops", group="dataset", pooling={"E": "shared", "A": "shared"}
+    )
+    with pytest.raises(bs.SpecError, match="pooling .*'E': 'shared'"):
+        shared.fit(gadre_c4_runs, dense_mass="groups")
 
 
 def test_many_groups_default_to_the_grouped_mass_matrix(gadre_c4_runs):
