@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 from bayescale import mass
 from bayescale.laws import Prior
 from bayescale.model import ModelSpec
-from bayescale.starting import INIT_RADIUS, dense_laplace, find_starts
+from bayescale.starting import INIT_RADIUS, dense_laplace, find_starts, hessian_products
 
 PROGRESS_UPDATES = 50
 
@@ -340,12 +340,19 @@ def _build(
     ):
         """`retune` for ``dense_mass="groups"``: a new Normal, and the point in its coordinates.
 
-        The Normal comes from the window's draws (`mass.from_moments`); the chain stays at the
-        same point, and its potential's gradient is taken in the new coordinates.
+        The Normal comes from the window's draws and the curvature at their mean
+        (`mass.from_moments`); the chain stays at the same point, and its potential's gradient
+        is taken in the new coordinates.
         """
         layout = layout_of(table_args)
         z = mass.from_standard(normal, layout, state.z)
-        normal = mass.from_moments(moments, normal, layout)
+        products = hessian_products(
+            functools.partial(jax.grad(potential, argnums=1), table_args),
+            moments.mean,
+            jnp.asarray(mass.curvature_directions(layout)),
+        )
+        coefficients = mass.curvature_coefficients(products, layout, normal.coefficients)
+        normal = mass.from_moments(moments, normal, layout, coefficients)
         y = mass.to_standard(normal, layout, z)
         energy, grad = jax.value_and_grad(grouped_potential, argnums=2)(table_args, normal, y)
         adapt = state.adapt_state

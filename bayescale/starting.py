@@ -175,16 +175,8 @@ def find_starts(
         return optimizer.get_params(c["optimizer"])
 
     def offset(c: dict, row: jax.Array) -> jax.Array:
-        """Central-difference step along direction ``row``, per chain (chains, 1).
-
-        The cube root of the float precision times max(1, |x_i|) over the coordinates the
-        direction moves balances truncation and rounding error. Differences of the gradient,
-        not its exact derivative: compiling the model's second derivatives takes several times
-        longer than the sampler itself.
-        """
-        mode = mode_of(c)
-        moved = jnp.max(jnp.abs(mode) * directions[row], axis=-1, keepdims=True)
-        return jnp.finfo(mode.dtype).eps ** (1 / 3) * jnp.maximum(1.0, moved)
+        """Central-difference step along direction ``row``, per chain (chains, 1)."""
+        return difference_step(mode_of(c), directions[row])
 
     def difference_row(c: dict) -> tuple[jax.Array, jax.Array]:
         """Direction this iteration differences along, and the sign of its offset."""
@@ -282,6 +274,37 @@ def find_starts(
     c, hessian = lax.while_loop(running, body, (state, hessian))
     approximation = None if laplace is None else jax.vmap(laplace.fit)(hessian, mode_of(c))
     return Start(c["z"], c["energy"], c["grad"], approximation, c["found"])
+
+
+def difference_step(point: jax.Array, direction: jax.Array) -> jax.Array:
+    """Central-difference step along ``direction`` at ``point`` (..., d), shape (..., 1).
+
+    The cube root of the float precision times max(1, |x_i|) over the coordinates the
+    direction moves balances truncation and rounding error. Differences of the gradient, not
+    its exact derivative: compiling the model's second derivatives takes several times longer
+    than the sampler itself.
+    """
+    moved = jnp.max(jnp.abs(point) * direction, axis=-1, keepdims=True)
+    return jnp.finfo(point.dtype).eps ** (1 / 3) * jnp.maximum(1.0, moved)
+
+
+def hessian_products(
+    gradient: Callable[[jax.Array], jax.Array], point: jax.Array, directions: jax.Array
+) -> jax.Array:
+    """Return the Hessian at ``point`` (d,) times each of ``directions`` (c, d), shape (d, c).
+
+    Central differences of ``gradient``, evaluated in one loop (one call site to compile).
+    """
+    num_directions = directions.shape[0]
+
+    def add_difference(i: jax.Array, products: jax.Array) -> jax.Array:
+        row, sign = i % num_directions, jnp.where(i < num_directions, 1.0, -1.0)
+        step = difference_step(point, directions[row])
+        moved = gradient(point + sign * step * directions[row])
+        return products.at[:, row].add(sign * moved / (2 * step))
+
+    products = jnp.zeros((point.shape[0], num_directions), point.dtype)
+    return lax.fori_loop(0, 2 * num_directions, add_difference, products)
 
 
 def clipped_curvatures(hessian: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -5,8 +5,9 @@ backend in turn (by default the CPU, then the GPU) and compares every summary ro
 noise parameters, every group's values, population centres and spreads): the two posterior means
 must agree within 4 Monte Carlo standard errors, ``|mean_a - mean_b| <= 4 sqrt(mcse_a^2 +
 mcse_b^2)``. Different backends round differently, so the chains part ways after a few steps and
-the draws differ; the posterior must not. Problems: the 240 Chinchilla runs (one group) and 10
-simulated groups of 30 runs (``speed.py``'s design), Student-t noise, the default sampler.
+the draws differ; the posterior must not. Problems: the 240 Chinchilla runs (one group) and
+simulated groups of 30 runs (``speed.py``'s design; 10 by default, ``--groups`` for others),
+Student-t noise, the default sampler.
 
 Without a GPU the script says so and exits 0. ``--backends cpu cpu --seeds 0 1`` compares two
 CPU fits with different seeds, which exercises the comparison where no GPU is present.
@@ -34,6 +35,8 @@ from speed import NOISE, Problem, chinchilla_problem, simulated_problem
 import bayescale as bs
 
 MCSE_LIMIT = 4.0
+# Tables longer than this print only their rows with the largest differences.
+MAX_ROWS = 30
 
 
 def fit_on(backend: str, problem: Problem, seed: int) -> tuple[pd.DataFrame, float, str]:
@@ -100,6 +103,9 @@ def main() -> int:
         failed += len(bad)
         print(f"### {problem.name}: a on {dev_a} in {wall_a:.1f} s, b on {dev_b} in {wall_b:.1f} s")
         print(f"\n{len(table)} rows, largest difference {worst:.2f} MCSE, {len(bad)} too large\n")
+        if len(table) > MAX_ROWS:
+            print(f"The {MAX_ROWS} rows with the largest differences:\n")
+            table = table.nlargest(MAX_ROWS, "difference / MCSE")
         print(markdown(table))
         print()
     print(f"rows above {MCSE_LIMIT} MCSE: {failed}")

@@ -63,6 +63,16 @@ def test_laplace_fit_of_an_arrow_hessian_is_its_inverse(rng):
     np.testing.assert_allclose(mass.to_standard(normal, layout, z), y, atol=1e-4)
 
 
+def test_hessian_products_of_a_quadratic_are_its_precision(rng):
+    layout = mass.group_layout(SHAPES, 3)
+    precision = jnp.asarray(arrow_precision(layout, rng), dtype=jnp.float32)
+    centre = jnp.asarray(rng.normal(size=8), dtype=jnp.float32)
+    directions = jnp.asarray(mass.curvature_directions(layout), dtype=jnp.float32)
+    point = jnp.asarray(3 * rng.normal(size=8), dtype=jnp.float32)
+    products = starting.hessian_products(lambda z: precision @ (z - centre), point, directions)
+    np.testing.assert_allclose(products, precision @ directions.T, rtol=1e-3, atol=1e-3)
+
+
 def test_a_non_finite_hessian_gives_the_identity():
     layout = mass.group_layout(SHAPES, 3)
     products = jnp.full((8, 4), jnp.nan)
@@ -70,30 +80,63 @@ def test_a_non_finite_hessian_gives_the_identity():
     np.testing.assert_allclose(matrix_of(normal, layout), np.eye(8), atol=1e-6)
 
 
+def window_of(draws: np.ndarray, layout: mass.GroupLayout) -> mass.GroupedMoments:
+    update = jax.jit(lambda z, m: mass.moments_update(z, m, layout))
+    return jax.lax.scan(lambda m, z: (update(z, m), None), mass.moments_init(layout), draws)[0]
+
+
 def test_window_estimate_recovers_an_arrow_covariance(rng):
     layout = mass.group_layout(SHAPES, 3)
-    covariance = np.linalg.inv(arrow_precision(layout, rng))
+    precision = arrow_precision(layout, rng)
+    covariance = np.linalg.inv(precision)
+    # The regression of each group on the shared entries, from the curvature.
+    products = jnp.asarray(precision @ mass.curvature_directions(layout).T, dtype=jnp.float32)
+    coefficients = mass.curvature_coefficients(products, layout, jnp.zeros((3, 2, 2)))
+    shared = layout.shared
+    for g, own in enumerate(layout.group):
+        regression = covariance[np.ix_(own, shared)] @ np.linalg.inv(
+            covariance[np.ix_(shared, shared)]
+        )
+        np.testing.assert_allclose(coefficients[g], regression, atol=1e-4)
     centre = rng.normal(size=8)
     draws = rng.multivariate_normal(centre, covariance, size=20000).astype(np.float32)
-    update = jax.jit(lambda z, m: mass.moments_update(z, m, layout))
-    moments = jax.lax.scan(lambda m, z: (update(z, m), None), mass.moments_init(layout), draws)[0]
+    moments = window_of(draws, layout)
     previous = mass.standard_normal(layout)
-    normal = mass.from_moments(moments, previous, layout)
+    normal = mass.from_moments(moments, previous, layout, coefficients)
     np.testing.assert_allclose(normal.mean, centre, atol=0.05)
     matrix = matrix_of(normal, layout)
     estimate = matrix @ matrix.T
     # 20,000 draws: the covariance within a few percent of each variance.
     scale = np.sqrt(np.outer(np.diag(covariance), np.diag(covariance)))
     assert np.max(np.abs(estimate - covariance) / scale) < 0.05
-    # Few draws lean on the previous Normal: weight n / (n + k + s).
-    few = jax.lax.scan(lambda m, z: (update(z, m), None), mass.moments_init(layout), draws[:4])[0]
-    leaning = matrix_of(mass.from_moments(few, previous, layout), layout)
+    # Few draws lean on the previous Normal: weight n / (n + k + s). With B_g = 0 the
+    # Normal's variances are the shrunk blocks' own.
+    few = window_of(draws[:4], layout)
+    leaning = matrix_of(mass.from_moments(few, previous, layout, jnp.zeros((3, 2, 2))), layout)
     window = np.cov(draws[:4], rowvar=False)
     weight = 4 / (4 + 2 + 2)
     expected_variance = weight * np.diag(window) * 4 / (4 + 5) + (1 - weight)
     np.testing.assert_allclose(
         np.diag(leaning @ leaning.T), expected_variance + weight * 1e-3 * 5 / 9, rtol=1e-3
     )
+
+
+def test_window_estimate_standardises_the_draws_for_any_regression(rng):
+    # With B_g other than the draws' regression, each group's conditional block is the
+    # covariance of z_g - B_g z_S, so every standard coordinate of the draws has unit variance.
+    layout = mass.group_layout(SHAPES, 3)
+    covariance = np.linalg.inv(arrow_precision(layout, rng))
+    draws = rng.multivariate_normal(np.zeros(8), covariance, size=20000).astype(np.float32)
+    coefficients = jnp.asarray(rng.normal(size=(3, 2, 2)), dtype=jnp.float32)
+    normal = mass.from_moments(
+        window_of(draws, layout), mass.standard_normal(layout), layout, coefficients
+    )
+    y = jax.vmap(lambda z: mass.to_standard(normal, layout, z))(draws)
+    np.testing.assert_allclose(np.var(np.asarray(y), axis=0), 1.0, atol=0.01)
+    # A Hessian that is not finite keeps the fallback regression.
+    nan_products = jnp.full((8, 4), jnp.nan)
+    kept = mass.curvature_coefficients(nan_products, layout, coefficients)
+    np.testing.assert_array_equal(kept, coefficients)
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")
