@@ -15,7 +15,6 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from bayescale import diagnostics
 from bayescale.data import ScalingData
 from bayescale.errors import LoadError, SpecError, warn_sampling
 from bayescale.laws import LAWS
@@ -88,7 +87,7 @@ class Diagnostics:
         max_tree_depth: int,
         sampler: Mapping[str, Any] | None = None,
     ) -> Diagnostics:
-        """Compute the diagnostics of ``idata``: ArviZ's (`bayescale.diagnostics`).
+        """Compute the diagnostics of ``idata`` with ArviZ.
 
         ``sampler`` (the settings the fit ran with) makes each remedy a concrete next setting.
         """
@@ -98,7 +97,7 @@ class Diagnostics:
         target_accept = float(sampler.get("target_accept_prob", 0.8))
         # A chain that never moved has no variance: its R-hat and ESS are NaN, reported below.
         with np.errstate(divide="ignore", invalid="ignore"):
-            table = diagnostics.summary(idata)
+            table = az.summary(idata, kind="diagnostics", round_to="none")
         stats = idata.sample_stats
         num_chains = idata.posterior.sizes["chain"]
         divergent = int(stats["diverging"].sum())
