@@ -11,7 +11,8 @@ and NUTS runs on the standard Normal coordinates y of that map (z = m + A y, wit
 triangular), which is NUTS in z with inverse mass matrix A A^T. A step costs O(d) where a dense
 matrix costs O(d^2), and each block is estimated from the draws of one group and the shared
 entries (k + s dimensions) instead of all d at once: with hundreds of groups a warmup window of
-25 to 500 draws does not estimate a d x d covariance.
+25 to 500 draws does not estimate a d x d covariance. The regressions B_g come from the Hessian
+(`curvature_coefficients`), whose error does not add up over the groups as the draws' does.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ warmup. ``warmup="standard"`` is NumPyro's adaptation, from uniform starting poi
 
 With ``dense_mass="groups"`` the mass matrix is a `bayescale.mass.GroupedNormal` (each group's
 parameters coupled with the shared ones only): NUTS moves that Normal's standard coordinates, and
-the windows (with either warmup) re-estimate it from each group's draws with the shared ones.
+the windows (with either warmup) re-estimate it from each group's draws with the shared ones and
+each group's regression on the shared ones from the Hessian at the draws' mean.
 """
 
 from __future__ import annotations
