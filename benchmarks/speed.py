@@ -55,6 +55,7 @@ Run from the repository root::
     python benchmarks/speed.py --max-groups numpyro=10 pymc=10   # as measured below
     python benchmarks/speed.py --quick           # smoke test: 2 chains x 50 / 50, 1 and 10 groups
     python benchmarks/speed.py --samplers bayescale numpyro --groups 10 100 --tables 1 10 100
+    python benchmarks/speed.py --samplers bayescale --groups 10000 --tables --progress
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def run_bayescale(problem: Problem, sampler: dict, warmup: str = "laplace") -> R
         # Failed diagnostics show in the table; the warning text would only repeat them.
         warnings.simplefilter("ignore", bs.SamplingWarning)
         start = time.perf_counter()
-        post = model.fit(problem.frame, seed=SEED, progress_bar=False, warmup=warmup, **sampler)
+        settings = {"progress_bar": False, **sampler}
+        post = model.fit(problem.frame, seed=SEED, warmup=warmup, **settings)
         wall = time.perf_counter() - start
     posterior, stats = post.idata.posterior, post.idata.sample_stats
     draws = {k: posterior[k].values for k in LAW_PARAMS}
@@ -550,6 +552,11 @@ def parse_args() -> argparse.Namespace:
         "--many-only", action="store_true", help="skip table 1: only the many-fits table"
     )
     parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show bayescale's progress bar in table 1 (on stderr): where a long fit stands",
+    )
+    parser.add_argument(
         "--max-groups",
         nargs="*",
         default=[],
@@ -581,6 +588,8 @@ def sampler_settings(args: argparse.Namespace) -> tuple[dict, dict]:
         table1.update(num_warmup=args.draws, num_samples=args.draws)
     if args.chains:
         table1["num_chains"] = args.chains
+    if args.progress:
+        table1["progress_bar"] = True
     return table1, table2
 
 
