@@ -32,9 +32,9 @@ BATCHED_WARMUP = "standard"
 # parameters with the shared ones only (`bayescale.mass`).
 MASS_MATRICES = (True, False, "groups")
 # From this many groups the default mass matrix is "groups". Measured on 2 CPU cores
-# (benchmarks/README.md, `many_groups.py`): at 100 groups the dense matrix gave 1.5 times the
-# ESS per second (lognormal noise); with Student-t noise the grouped one gave 1.8 times the
-# dense one's at 200 groups, and 1.6 times at 400 groups, in a quarter of the time.
+# (benchmarks/README.md, `many_groups.py`, Student-t noise): at 10 groups the dense matrix took
+# 10.2 s against 14.9 s, from 30 to 100 groups the two took about as long, and at 200 and 400
+# groups the grouped one took half and a quarter of the dense one's time.
 GROUPED_MASS_MIN_GROUPS = 200
 
 

@@ -163,10 +163,8 @@ def from_curvature(products: jax.Array, mode: jax.Array, layout: GroupLayout) ->
     """
     finite = jnp.all(jnp.isfinite(products))
     products = jnp.where(finite, products, curvature_directions(layout).T)
-    own_covariance, coefficients = _conditional_of_curvature(products, layout)
-    k = layout.group.shape[1]
-    coupling = products[layout.group][:, :, k:]  # (G, k, s): H_gS
-    shared = _symmetric(products[layout.shared][:, k:])  # (s, s): H_SS
+    own, coupling, shared = _hessian_blocks(products, layout)
+    own_covariance, coefficients = _conditional_of_curvature(own, coupling)
     schur = shared + jnp.einsum("gks,gkt->st", coupling, coefficients)
     shared_covariance = _clipped_inverse(_symmetric(schur))
     return GroupedNormal(
@@ -184,17 +182,24 @@ def curvature_coefficients(
 
     ``products`` as in `from_curvature`; ``fallback`` where they are not finite.
     """
-    coefficients = _conditional_of_curvature(products, layout)[1]
+    own, coupling, _ = _hessian_blocks(products, layout)
+    coefficients = _conditional_of_curvature(own, coupling)[1]
     return jnp.where(jnp.all(jnp.isfinite(products)), coefficients, fallback)
 
 
-def _conditional_of_curvature(
+def _hessian_blocks(
     products: jax.Array, layout: GroupLayout
-) -> tuple[jax.Array, jax.Array]:
-    """Each group's covariance given the shared entries, (G, k, k), and B_g, (G, k, s)."""
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Return the Hessian's blocks H_gg (G, k, k), H_gS (G, k, s), H_SS (s, s) from products."""
     k = layout.group.shape[1]
-    own = _symmetric(products[layout.group][:, :, :k])  # (G, k, k): H_gg
-    coupling = products[layout.group][:, :, k:]  # (G, k, s): H_gS
+    own = _symmetric(products[layout.group][:, :, :k])
+    coupling = products[layout.group][:, :, k:]
+    shared = _symmetric(products[layout.shared][:, k:])
+    return own, coupling, shared
+
+
+def _conditional_of_curvature(own: jax.Array, coupling: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each group's covariance given the shared entries, (G, k, k), and B_g, (G, k, s)."""
     own_covariance = jax.vmap(_clipped_inverse)(own)
     return own_covariance, -own_covariance @ coupling
 

@@ -180,8 +180,7 @@ def find_starts(
 
     def difference_row(c: dict) -> tuple[jax.Array, jax.Array]:
         """Direction this iteration differences along, and the sign of its offset."""
-        row = jnp.clip(c["step"] - MODE_SEARCH_STEPS, 0, 2 * num_directions - 1)
-        return row % num_directions, jnp.where(row < num_directions, 1.0, -1.0)
+        return difference_order(c["step"] - MODE_SEARCH_STEPS, num_directions)
 
     # Where each stage evaluates the potential.
     def search_point(c: dict) -> tuple[jax.Array, dict]:
@@ -288,6 +287,15 @@ def difference_step(point: jax.Array, direction: jax.Array) -> jax.Array:
     return jnp.finfo(point.dtype).eps ** (1 / 3) * jnp.maximum(1.0, moved)
 
 
+def difference_order(i: jax.Array, num_directions: int) -> tuple[jax.Array, jax.Array]:
+    """Direction and sign of the ``i``-th of 2 c gradient evaluations: every + step, then every -.
+
+    ``i`` is clipped to that range.
+    """
+    i = jnp.clip(i, 0, 2 * num_directions - 1)
+    return i % num_directions, jnp.where(i < num_directions, 1.0, -1.0)
+
+
 def hessian_products(
     gradient: Callable[[jax.Array], jax.Array], point: jax.Array, directions: jax.Array
 ) -> jax.Array:
@@ -298,7 +306,7 @@ def hessian_products(
     num_directions = directions.shape[0]
 
     def add_difference(i: jax.Array, products: jax.Array) -> jax.Array:
-        row, sign = i % num_directions, jnp.where(i < num_directions, 1.0, -1.0)
+        row, sign = difference_order(i, num_directions)
         step = difference_step(point, directions[row])
         moved = gradient(point + sign * step * directions[row])
         return products.at[:, row].add(sign * moved / (2 * step))

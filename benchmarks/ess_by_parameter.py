@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("groups", type=int)
     args = parser.parse_args()
     problem = speed.simulated_problem(args.groups)
-    model = bs.ScalingModel("chinchilla", group=problem.group, noise="student_t")
+    model = bs.ScalingModel("chinchilla", group=problem.group, noise=speed.NOISE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplingWarning)
         start = time.perf_counter()
