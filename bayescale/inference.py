@@ -260,7 +260,7 @@ def _sample(
             data,
             values={k: v[i] for k, v in draws.values.items()},
             stats={"diverging": draws.diverging[i], "num_steps": draws.num_steps[i]},
-            log_likelihood=draws.log_likelihood[i].astype(np.float64),
+            log_likelihood=draws.log_likelihood[i],
             sampler={**config, "seed": seed, "chain_method": method}
             | ({"table": i} if method == "batched" else {}),
         )

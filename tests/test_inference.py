@@ -59,6 +59,27 @@ def test_log_likelihood_is_of_the_response(chinchilla_post, chinchilla_runs):
     )
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
+def test_log_likelihood_in_batches_of_draws_is_each_draws_density(chinchilla_runs, monkeypatch):
+    # Batches of 7 draws of 120 runs: 50 draws per chain leave a remainder of 1.
+    monkeypatch.setattr(sampler, "LOG_LIKELIHOOD_BATCH_ELEMENTS", 7 * 120)
+    monkeypatch.setattr(sampler, "_PROGRAMS", {})
+    runs = chinchilla_runs.iloc[:120]
+    post = bs.ScalingModel("chinchilla", noise="lognormal").fit(
+        runs, num_warmup=50, num_samples=50, num_chains=2
+    )
+    draws = {k: v.values[..., None] for k, v in post.idata.posterior.items()}
+    n, d, y = (runs[c].to_numpy() for c in ("params", "tokens", "loss"))
+    mean = draws["E"] + draws["A"] * n ** -draws["alpha"] + draws["B"] * d ** -draws["beta"]
+    sigma = draws["sigma"]
+    expected = (
+        -0.5 * ((np.log(y) - np.log(mean)) / sigma) ** 2
+        - np.log(sigma * math.sqrt(2 * math.pi))
+        - np.log(y)
+    )
+    np.testing.assert_allclose(post.idata.log_likelihood["loss"].values, expected, atol=2e-3)
+
+
 def test_same_seed_same_draws(chinchilla_post, chinchilla_runs):
     sampler = chinchilla_post.meta["sampler"]
     settings = {k: sampler[k] for k in ("seed", "num_warmup", "num_samples", "num_chains")}
