@@ -45,11 +45,20 @@ from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
 from tqdm.auto import tqdm
 
 from bayescale import mass
+from bayescale._heap import release_free_memory
 from bayescale.laws import Prior
 from bayescale.model import ModelSpec
 from bayescale.starting import INIT_RADIUS, dense_laplace, find_starts, hessian_products
 
-PROGRESS_UPDATES = 50
+# Host check-ins per program: progress bar updates and, for large programs, `_heap` releases.
+CHECK_INS = 50
+
+# Programs whose lanes hold at least this many runs in all release the C heap's free memory at
+# every check-in (`bayescale._heap`); a 1,000-group fit (4 chains of 30,000 runs) did not grow.
+RELEASE_MEMORY_MIN_RUNS = 2**17
+
+# The axis of `jax.pmap` over chains, one per device.
+_CHAINS = "chain"
 
 # Pointwise log-likelihood values (draws x runs) evaluated at once after sampling. Evaluating all
 # draws together holds several arrays of draws x runs (the law's terms, the residuals); in
@@ -401,11 +410,14 @@ def _build(
         """
         lift = _lift(lanes)
         state, started, moments, normal = start(keys, args, lanes=lanes)
+        # Chains in this process: the lanes here, or one per device under `jax.pmap`.
+        num_chains = keys.shape[0] if lanes else lax.axis_size(_CHAINS)
+        release_memory = num_chains * args[1].shape[-1] >= RELEASE_MEMORY_MIN_RUNS
 
         def step(carry, i):
             state, moments, normal = carry
-            if progress:
-                _report_progress(i, total)
+            if progress or release_memory:
+                _check_in(i, total, release_memory=release_memory)
             state = lift(lambda s, a, n: sample_kernel(s, model_args=(a, n)))(state, args, normal)
             if windows:
                 in_window = jnp.any((i >= window_starts) & (i < window_stops))
@@ -441,7 +453,7 @@ def _build(
 
     if parallel:
         # One table, one chain per device: chains advance independently.
-        chains = jax.pmap(functools.partial(run, lanes=False), in_axes=(0, None))
+        chains = jax.pmap(functools.partial(run, lanes=False), _CHAINS, in_axes=(0, None))
 
         def run_parallel(keys, args):
             out = chains(keys[0], jax.tree.map(lambda a: a[0], args))
@@ -509,7 +521,7 @@ def _unconstrained_shapes(model: Callable, table_args: TableArgs) -> dict[str, t
 
 
 class _Progress:
-    """A progress bar that the compiled programs update through `_report_progress`."""
+    """A progress bar that the compiled programs update through `_check_in`."""
 
     current: tqdm | None = None
 
@@ -527,15 +539,18 @@ class _Progress:
             bar.close()
 
 
-def _report_progress(i: jax.Array, total: int) -> None:
-    """From inside a program: move the bar to iteration ``i + 1`` of ``total`` now and then."""
+def _check_in(i: jax.Array, total: int, *, release_memory: bool) -> None:
+    """From inside a program, now and then: move the bar to iteration ``i + 1`` of ``total``,
+    and with ``release_memory`` hand the C heap's free pages back (`bayescale._heap`)."""
 
-    def update(i) -> None:
+    def check_in(i) -> None:
+        if release_memory:
+            release_free_memory()
         bar = _Progress.current
         if bar is not None and int(i) > bar.n:
             bar.set_description("sampling")
             bar.update(int(i) - bar.n)
 
-    every = max(1, total // PROGRESS_UPDATES)
+    every = max(1, total // CHECK_INS)
     due = (i % every == 0) | (i == total - 1)
-    lax.cond(due, lambda: jax.debug.callback(update, i + 1), lambda: None)
+    lax.cond(due, lambda: jax.debug.callback(check_in, i + 1), lambda: None)
