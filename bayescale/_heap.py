@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl, Windows)."""
+    """Return glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
     name = ctypes.util.find_library("c")
     if name is None:
         return None

@@ -540,8 +540,11 @@ class _Progress:
 
 
 def _check_in(i: jax.Array, total: int, *, release_memory: bool) -> None:
-    """From inside a program, now and then: move the bar to iteration ``i + 1`` of ``total``,
-    and with ``release_memory`` hand the C heap's free pages back (`bayescale._heap`)."""
+    """From inside a program, now and then: update the progress bar, release free heap.
+
+    The bar moves to iteration ``i + 1`` of ``total``; with ``release_memory`` the C heap's free
+    pages go back to the system (`bayescale._heap`).
+    """
 
     def check_in(i) -> None:
         if release_memory:

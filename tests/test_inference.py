@@ -80,6 +80,25 @@ def test_log_likelihood_in_batches_of_draws_is_each_draws_density(chinchilla_run
     np.testing.assert_allclose(post.idata.log_likelihood["loss"].values, expected, atol=2e-3)
 
 
+@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
+def test_releasing_free_memory_leaves_the_draws_alone(chinchilla_runs, monkeypatch):
+    settings = {"num_warmup": 50, "num_samples": 50, "num_chains": 2}
+    model = bs.ScalingModel("chinchilla", noise="lognormal")
+    monkeypatch.setattr(sampler, "_PROGRAMS", {})
+    kept = model.fit(chinchilla_runs, **settings)
+    releases = []
+    monkeypatch.setattr(sampler, "release_free_memory", lambda: releases.append(1))
+    monkeypatch.setattr(sampler, "RELEASE_MEMORY_MIN_RUNS", 1)
+    monkeypatch.setattr(sampler, "_PROGRAMS", {})
+    released = model.fit(chinchilla_runs, **settings)
+    # Every chain checks in every other iteration (100 iterations, 50 check-ins) and at the end.
+    assert len(releases) == 2 * 51
+    for name in kept.idata.posterior.data_vars:
+        np.testing.assert_array_equal(
+            released.idata.posterior[name].values, kept.idata.posterior[name].values
+        )
+
+
 def test_same_seed_same_draws(chinchilla_post, chinchilla_runs):
     sampler = chinchilla_post.meta["sampler"]
     settings = {k: sampler[k] for k in ("seed", "num_warmup", "num_samples", "num_chains")}
