@@ -62,12 +62,6 @@ RELEASE_MEMORY_MIN_RUNS = 2**16
 # The axis of `jax.pmap` over chains, one per device.
 _CHAINS = "chain"
 
-# Pointwise log-likelihood values (draws x runs) evaluated at once after sampling. Evaluating all
-# draws together holds several arrays of draws x runs (the law's terms, the residuals); in
-# batches of this many values per chain the only such array is the result (4.8 GB in float32 for
-# 4,000 draws of 300,000 runs), while fits under it (Chinchilla's 240 runs) take one batch.
-LOG_LIKELIHOOD_BATCH_ELEMENTS = 2**23
-
 TableArgs = tuple[dict[str, jax.Array], jax.Array, jax.Array, jax.Array]
 
 
@@ -397,11 +391,9 @@ def _build(
         latent = jax.vmap(lambda draw: constrain_fn(model, table_args, {}, unravel(draw)))(z)
         x, codes, log_y, loc = table_args
         spec = spec_for(loc)
-        loglik = lax.map(
-            lambda draw: spec.log_likelihood(draw, x, codes, log_y),
-            latent,
-            batch_size=max(1, LOG_LIKELIHOOD_BATCH_ELEMENTS // codes.shape[0]),
-        )
+        # All draws at once: batching them with `lax.map` tripled the program's temporary
+        # buffers at 1,000 groups (0.548 GB against 0.145 GB, benchmarks/README.md).
+        loglik = jax.vmap(lambda draw: spec.log_likelihood(draw, x, codes, log_y))(latent)
         return jax.vmap(spec.parameter_values)(latent), loglik
 
     def run(keys: jax.Array, args: TableArgs, *, lanes: bool) -> tuple:

@@ -60,10 +60,7 @@ def test_log_likelihood_is_of_the_response(chinchilla_post, chinchilla_runs):
 
 
 @pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
-def test_log_likelihood_in_batches_of_draws_is_each_draws_density(chinchilla_runs, monkeypatch):
-    # Batches of 7 draws of 120 runs: 50 draws per chain leave a remainder of 1.
-    monkeypatch.setattr(sampler, "LOG_LIKELIHOOD_BATCH_ELEMENTS", 7 * 120)
-    monkeypatch.setattr(sampler, "_PROGRAMS", {})
+def test_log_likelihood_is_each_draws_density(chinchilla_runs):
     runs = chinchilla_runs.iloc[:120]
     post = bs.ScalingModel("chinchilla", noise="lognormal").fit(
         runs, num_warmup=50, num_samples=50, num_chains=2
