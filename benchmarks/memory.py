@@ -6,8 +6,9 @@ pooled, Student-t noise) with bayescale's default sampler, 4 chains x ``--draws`
 set size (``VmRSS``) once a second. Columns: the fit's wall time; resident memory before the fit
 (after imports and simulation), its peak during the fit, at the fit's end, and after a final
 ``malloc_trim(0)`` (what glibc held free); ``release`` says whether the sampler handed the C
-heap's free pages back at its check-ins (``--no-release`` turns it off for every fit, by raising
-``bayescale.sampler.RELEASE_MEMORY_MIN_RUNS`` out of reach). Linux only (reads ``/proc``).
+heap's free pages back at its check-ins: it does from ``RELEASE_MEMORY_MIN_RUNS`` runs over all
+chains (``bayescale.sampler``), and ``--no-release`` turns it off for every fit by raising that
+threshold out of reach. Linux only (reads ``/proc``).
 
 Run from the repository root::
 
@@ -18,7 +19,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import subprocess
 import sys
@@ -46,6 +46,7 @@ def measure(groups: int, draws: int, release: bool) -> dict[str, float]:
     """Fit one problem in this process and return its memory figures."""
     import bayescale as bs
     from bayescale import sampler
+    from bayescale._heap import release_free_memory
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import speed
@@ -53,7 +54,7 @@ def measure(groups: int, draws: int, release: bool) -> dict[str, float]:
     if not release:
         sampler.RELEASE_MEMORY_MIN_RUNS = float("inf")
     problem = speed.simulated_problem(groups)
-    model = bs.ScalingModel("chinchilla", group=problem.group, noise="student_t")
+    model = bs.ScalingModel("chinchilla", group=problem.group, noise=speed.NOISE)
     before = peak = resident_gb()
     fitting = True
 
@@ -79,8 +80,10 @@ def measure(groups: int, draws: int, release: bool) -> dict[str, float]:
     fitting = False
     watcher.join()
     at_end = resident_gb()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_free_memory()
+    chains = bs.ScalingModel.default_sampler_config["num_chains"]
     return {
+        "released": chains * len(problem.frame) >= sampler.RELEASE_MEMORY_MIN_RUNS,
         "wall": wall,
         "before": before,
         "peak": max(peak, at_end),
@@ -114,7 +117,7 @@ def main() -> None:
         figures = json.loads(out.stdout.strip().splitlines()[-1])
         cells = [f"{figures[k]:.2f}" for k in ("before", "peak", "at_end", "trimmed")]
         print(
-            f"| {groups} | {args.draws} | {'yes' if release else 'no'} | "
+            f"| {groups} | {args.draws} | {'yes' if figures['released'] else 'no'} | "
             f"{figures['wall']:.1f} | " + " | ".join(cells) + " |",
             flush=True,
         )
