@@ -39,7 +39,9 @@ MCSE_LIMIT = 4.0
 MAX_ROWS = 30
 
 
-def fit_on(backend: str, problem: Problem, seed: int) -> tuple[pd.DataFrame, float, str]:
+def fit_on(
+    backend: str, problem: Problem, seed: int, sampler: dict
+) -> tuple[pd.DataFrame, float, str]:
     """Fit ``problem`` with ``backend``'s first device as JAX's default; summary, wall, device."""
     device = jax.devices(backend)[0]
     model = bs.ScalingModel("chinchilla", group=problem.group, noise=NOISE)
@@ -47,7 +49,7 @@ def fit_on(backend: str, problem: Problem, seed: int) -> tuple[pd.DataFrame, flo
         # Failed checks are reported through the summary's R-hat and ESS columns.
         warnings.simplefilter("ignore", bs.SamplingWarning)
         start = time.perf_counter()
-        post = model.fit(problem.frame, seed=seed, progress_bar=False)
+        post = model.fit(problem.frame, seed=seed, progress_bar=False, **sampler)
         wall = time.perf_counter() - start
         summary = post.summary()
     return summary, wall, str(device)
@@ -79,7 +81,13 @@ def main() -> int:
     parser.add_argument("--backends", nargs=2, default=["cpu", "gpu"], metavar=("A", "B"))
     parser.add_argument("--seeds", nargs=2, type=int, default=[0, 0], metavar=("A", "B"))
     parser.add_argument("--groups", nargs="+", type=int, default=[1, 10])
+    parser.add_argument(
+        "--grouped-mass",
+        action="store_true",
+        help='dense_mass="groups" at every group count (the default from 200 groups)',
+    )
     args = parser.parse_args()
+    sampler = {"dense_mass": "groups"} if args.grouped_mass else {}
     try:
         for backend in args.backends:
             jax.devices(backend)
@@ -89,12 +97,15 @@ def main() -> int:
 
     print(f"## Backend agreement: {args.backends[0]} (a) against {args.backends[1]} (b)\n")
     print(f"- jax {jax.__version__}, bayescale {bs.__version__}, seeds {args.seeds}")
+    print(f"- sampler settings beyond the defaults: {sampler or 'none'}")
     print(f"- a row passes when |mean a - mean b| <= {MCSE_LIMIT} combined MCSE\n")
     failed = 0
     for groups in args.groups:
+        if groups == 1 and args.grouped_mass:
+            continue  # one group has no per-group parameters to couple
         problem = chinchilla_problem() if groups == 1 else simulated_problem(groups)
         (a, wall_a, dev_a), (b, wall_b, dev_b) = (
-            fit_on(backend, problem, seed)
+            fit_on(backend, problem, seed, sampler)
             for backend, seed in zip(args.backends, args.seeds, strict=True)
         )
         table = compare(a, b)
