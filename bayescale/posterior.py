@@ -15,6 +15,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from bayescale.convergence import diagnostics_table, summary_statistics
 from bayescale.data import ScalingData
 from bayescale.errors import LoadError, SpecError, warn_sampling
 from bayescale.laws import LAWS
@@ -58,7 +59,7 @@ class Diagnostics:
     Attributes
     ----------
     table : DataFrame
-        ArviZ's R-hat, bulk and tail ESS and MCSE per parameter.
+        R-hat, bulk and tail ESS and MCSE per parameter, as `arviz.summary` gives them.
     num_divergent : int
         Transitions that diverged after warmup.
     num_max_tree_depth : int
@@ -87,7 +88,7 @@ class Diagnostics:
         max_tree_depth: int,
         sampler: Mapping[str, Any] | None = None,
     ) -> Diagnostics:
-        """Compute the diagnostics of ``idata`` with ArviZ.
+        """Compute the diagnostics of ``idata``: ArviZ's numbers (`bayescale.convergence`).
 
         ``sampler`` (the settings the fit ran with) makes each remedy a concrete next setting.
         """
@@ -97,7 +98,7 @@ class Diagnostics:
         target_accept = float(sampler.get("target_accept_prob", 0.8))
         # A chain that never moved has no variance: its R-hat and ESS are NaN, reported below.
         with np.errstate(divide="ignore", invalid="ignore"):
-            table = az.summary(idata, kind="diagnostics", round_to="none")
+            table = diagnostics_table(idata.posterior)
         stats = idata.sample_stats
         num_chains = idata.posterior.sizes["chain"]
         divergent = int(stats["diverging"].sum())
@@ -259,22 +260,10 @@ class Posterior:
         """
         if not 0 < ci_prob < 1:
             raise SpecError(f"ci_prob must lie strictly between 0 and 1; got {ci_prob!r}.")
-        stats = az.summary(self.idata, kind="stats", round_to="none")[["mean", "sd"]]
-        tail = (1 - ci_prob) / 2
-        quantiles = az.summary(
-            self.idata,
-            kind="stats",
-            round_to="none",
-            stat_funcs={
-                "median": np.median,
-                "lower": lambda v: np.quantile(v, tail),
-                "upper": lambda v: np.quantile(v, 1 - tail),
-            },
-            extend=False,
-        )
+        stats = summary_statistics(self.idata.posterior, ci_prob)
         self.warn_if_unreliable()
         diag = self.diagnostics.table[["mcse_mean", "r_hat", "ess_bulk", "ess_tail"]]
-        table = pd.concat([stats, quantiles, diag], axis=1)
+        table = pd.concat([stats, diag], axis=1)
         table.attrs["sampling_problems"] = list(self.diagnostics.problems)
         return table
 
