@@ -24,9 +24,9 @@ from scipy import fft, special
 from scipy.fft import next_fast_len
 
 DIAGNOSTICS = ("mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "r_hat")
-# Parameters per block of the array work, one block per thread at a time (16 MB of draws
+# Parameters per block of the array work, one block per thread at a time (4 MB of draws
 # per array at 4 x 1000 draws).
-BLOCK = 512
+BLOCK = 128
 MIN_DRAWS = 4
 
 
