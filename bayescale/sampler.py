@@ -4,9 +4,9 @@ Everything a fit does on the device (finding a starting point, warmup, sampling,
 to parameters and the pointwise log-likelihood) is one `jax.jit` program, built once per model
 structure and sampler setting and kept for the life of the process. A second fit of the same
 shape neither traces nor compiles; across processes JAX's persistent cache
-(`bayescale.inference.enable_compilation_cache`) skips the compilation. Large fits on the CPU
-(chains holding `SEGMENT_MIN_RUNS` runs or more) run the same steps as three programs, the
-iterations as repeated calls of one compiled segment, which bounds their memory.
+(`bayescale.inference.enable_compilation_cache`) skips the compilation. Large fits (chains
+holding `SEGMENT_MIN_RUNS` runs or more) run the same steps as three programs, the iterations
+as repeated calls of one compiled segment, which bounds their memory.
 
 With ``warmup="laplace"`` (the default of single fits), warmup starts from a Laplace
 approximation instead of an identity mass matrix (`bayescale.starting`): each chain runs Adam
@@ -61,8 +61,8 @@ CHECK_INS = 50
 # programs, whose heaps were not measured, run without check-ins unless they show progress.
 RELEASE_MEMORY_MIN_RUNS = 2**16
 
-# CPU programs whose chains hold at least this many runs in all run their iterations in segments
-# of at most this many, each a call of one compiled program (`_build`'s ``in_segments``).
+# Programs whose chains hold at least this many runs in all run their iterations in segments of
+# at most this many, each a call of one compiled program (`_build`'s ``in_segments``).
 SEGMENT_MIN_RUNS = 2**16
 SEGMENT_ITERATIONS = 100
 
@@ -488,9 +488,7 @@ def _build(
         return values, diverging, num_steps, loglik, started
 
     def segmented(num_chains: int, args: TableArgs) -> bool:
-        # The growth was measured on the CPU; on a GPU 10,000 groups ran as one program.
-        on_cpu = all(device.platform == "cpu" for device in args[1].devices())
-        return on_cpu and num_chains * args[1].shape[-1] >= SEGMENT_MIN_RUNS
+        return num_chains * args[1].shape[-1] >= SEGMENT_MIN_RUNS
 
     if parallel:
         # One table, one chain per device: chains advance independently.
