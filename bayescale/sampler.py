@@ -61,11 +61,6 @@ CHECK_INS = 50
 # programs, whose heaps were not measured, run without check-ins unless they show progress.
 RELEASE_MEMORY_MIN_RUNS = 2**16
 
-# Programs whose chains hold at least this many runs in all run their iterations in segments of
-# at most this many, each a call of one compiled program (`_build`'s ``in_segments``).
-SEGMENT_MIN_RUNS = 2**16
-SEGMENT_ITERATIONS = 100
-
 # The axis of `jax.pmap` over chains, one per device.
 _CHAINS = "chain"
 
@@ -403,22 +398,16 @@ def _build(
         loglik = jax.vmap(lambda draw: spec.log_likelihood(draw, x, codes, log_y))(latent)
         return jax.vmap(spec.parameter_values)(latent), loglik
 
-    def begin(keys: jax.Array, args: TableArgs, *, lanes: bool) -> tuple:
-        """Return the starting states of one chain (or ``lanes``) and whether each started."""
-        state, started, moments, normal = start(keys, args, lanes=lanes)
-        return (state, moments, normal), started
+    def run(keys: jax.Array, args: TableArgs, *, lanes: bool) -> tuple:
+        """Run one chain, or with ``lanes`` many in lockstep along a leading axis.
 
-    def advance(carry: tuple, args: TableArgs, iterations: jax.Array, *, lanes: bool):
-        """Run ``iterations`` (global indices) from ``carry``.
-
-        Returns the new carry and each iteration's point, divergence and steps, iterations
-        along axis 1 with ``lanes`` (axis 0 without). The lane axis stays inside the loop (a
-        vmapped kernel): batching a whole loop of nested NUTS loops costs many times more to
-        trace.
+        The lane axis stays inside the loop (a vmapped kernel): batching a whole loop of nested
+        NUTS loops costs many times more to trace.
         """
         lift = _lift(lanes)
+        state, started, moments, normal = start(keys, args, lanes=lanes)
         # Chains in this process: the lanes here, or one per device under `jax.pmap`.
-        num_chains = args[1].shape[0] if lanes else lax.axis_size(_CHAINS)
+        num_chains = keys.shape[0] if lanes else lax.axis_size(_CHAINS)
         release_memory = num_chains * args[1].shape[-1] >= RELEASE_MEMORY_MIN_RUNS
 
         def step(carry, i):
@@ -442,12 +431,12 @@ def _build(
                 )
             return (state, moments, normal), (state.z, state.diverging, state.num_steps)
 
-        carry, out = lax.scan(step, carry, iterations)
-        return carry, jax.tree.map(lambda a: jnp.moveaxis(a, 0, int(lanes)), out)
-
-    def end(normal, z: jax.Array, args: TableArgs, *, lanes: bool) -> tuple:
-        """Return the parameter values and pointwise log-likelihood of the draws ``z``."""
-        lift = _lift(lanes)
+        (_, _, normal), (z, diverging, num_steps) = lax.scan(
+            step, (state, moments, normal), jnp.arange(total)
+        )
+        z, diverging, num_steps = jax.tree.map(
+            lambda a: jnp.moveaxis(a[num_warmup:], 0, int(lanes)), (z, diverging, num_steps)
+        )
         if grouped:
             # Draws back from the last Normal's coordinates, which sampling kept.
             def to_points(normal, y, table_args):
@@ -455,91 +444,28 @@ def _build(
                 return jax.vmap(lambda draw: mass.from_standard(normal, layout, draw))(y)
 
             z = lift(to_points)(normal, z, args)
-        return lift(finish)(z, args)
-
-    def run(keys: jax.Array, args: TableArgs, *, lanes: bool) -> tuple:
-        """Start, warm up, sample and constrain in one program."""
-        carry, started = begin(keys, args, lanes=lanes)
-        (_, _, normal), out = advance(carry, args, jnp.arange(total), lanes=lanes)
-        z, diverging, num_steps = jax.tree.map(
-            lambda a: lax.slice_in_dim(a, num_warmup, total, axis=int(lanes)), out
-        )
-        values, loglik = end(normal, z, args, lanes=lanes)
+        values, loglik = lift(finish)(z, args)
         return values, diverging, num_steps, loglik, started
-
-    def in_segments(begin, advance, end, keys, args) -> tuple:
-        """`run` as a program per piece: start, then segments of iterations, then constrain.
-
-        Within one program, resident memory grew with the iterations run at 10,000 groups
-        (about 8 MB per iteration, returned when the program ended; benchmarks/README.md), so
-        large fits run their iterations as separate calls of one compiled segment.
-        """
-        carry, started = begin(keys, args)
-        length = _segment_length(num_warmup, config["num_samples"])
-        kept = []
-        for first in range(0, total, length):
-            carry, out = advance(carry, args, jnp.arange(first, first + length))
-            if first >= num_warmup:
-                kept.append(jax.tree.map(np.asarray, out))
-        z, diverging, num_steps = (
-            np.concatenate(parts, axis=1) for parts in zip(*kept, strict=True)
-        )
-        values, loglik = end(carry[2], z, args)
-        return values, diverging, num_steps, loglik, started
-
-    def segmented(num_chains: int, args: TableArgs) -> bool:
-        return num_chains * args[1].shape[-1] >= SEGMENT_MIN_RUNS
 
     if parallel:
         # One table, one chain per device: chains advance independently.
         chains = jax.pmap(functools.partial(run, lanes=False), _CHAINS, in_axes=(0, None))
-        pieces = (
-            jax.pmap(functools.partial(begin, lanes=False), _CHAINS, in_axes=(0, None)),
-            jax.pmap(functools.partial(advance, lanes=False), _CHAINS, in_axes=(0, None, None)),
-            jax.pmap(functools.partial(end, lanes=False), _CHAINS, in_axes=(0, 0, None)),
-        )
 
         def run_parallel(keys, args):
-            keys, args = keys[0], jax.tree.map(lambda a: a[0], args)
-            if segmented(keys.shape[0], args):
-                out = in_segments(*pieces, keys, args)
-            else:
-                out = chains(keys, args)
+            out = chains(keys[0], jax.tree.map(lambda a: a[0], args))
             return jax.tree.map(lambda a: np.asarray(a)[None], out)
 
         return run_parallel
 
-    def as_lanes(keys, args):
-        """Tables x chains as one lane axis: each table's arguments repeated per chain."""
-        num_chains = keys.shape[1]
-        lane_args = jax.tree.map(lambda a: jnp.repeat(a, num_chains, axis=0), args)
-        return keys.reshape(-1, *keys.shape[2:]), lane_args
-
     @jax.jit
     def run_vectorised(keys, args):
-        out = run(*as_lanes(keys, args), lanes=True)
-        return jax.tree.map(lambda a: a.reshape(*keys.shape[:2], *a.shape[1:]), out)
+        num_tables, num_chains = keys.shape[:2]
+        lane_args = jax.tree.map(lambda a: jnp.repeat(a, num_chains, axis=0), args)
+        lane_keys = keys.reshape(num_tables * num_chains, *keys.shape[2:])
+        out = run(lane_keys, lane_args, lanes=True)
+        return jax.tree.map(lambda a: a.reshape(num_tables, num_chains, *a.shape[1:]), out)
 
-    lane_pieces = tuple(
-        jax.jit(functools.partial(piece, lanes=True)) for piece in (begin, advance, end)
-    )
-
-    def run_lanes(keys, args):
-        if not segmented(keys.shape[0] * keys.shape[1], args):
-            return run_vectorised(keys, args)
-        out = in_segments(*lane_pieces, *as_lanes(keys, args))
-        return jax.tree.map(lambda a: np.asarray(a).reshape(*keys.shape[:2], *a.shape[1:]), out)
-
-    return run_lanes
-
-
-def _segment_length(num_warmup: int, num_samples: int) -> int:
-    """Return the longest segment (at most `SEGMENT_ITERATIONS`) tiling warmup and sampling.
-
-    Warmup and sampling then run the same compiled segment.
-    """
-    common = int(np.gcd(num_warmup, num_samples))
-    return max(d for d in range(1, min(common, SEGMENT_ITERATIONS) + 1) if common % d == 0)
+    return run_vectorised
 
 
 def _lift(lanes: bool) -> Callable[[Callable], Callable]:

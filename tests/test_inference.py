@@ -84,31 +84,6 @@ def test_releasing_free_memory_leaves_the_draws_alone(chinchilla_runs, monkeypat
         )
 
 
-@pytest.mark.filterwarnings("ignore::bayescale.SamplingWarning")  # runs too short to mix
-@pytest.mark.parametrize("batched", [False, True])
-def test_sampling_in_segments_gives_the_draws_of_one_program(gadre_c4_runs, monkeypatch, batched):
-    """Large fits run their iterations as separate calls of one compiled segment; the draws,
-    steps and log-likelihood are those of the single program, mass-matrix windows that span
-    segments included (grouped mass matrix: its Normal is carried across calls)."""
-    settings = {"num_warmup": 60, "num_samples": 40, "num_chains": 2, "dense_mass": "groups"}
-    model = bs.ScalingModel("power", x="flops", group="dataset", pooling={"E": "independent"})
-
-    def fit() -> bs.Posterior:
-        monkeypatch.setattr(sampler, "_PROGRAMS", {})
-        if batched:
-            return bs.fit_many(model, [gadre_c4_runs, gadre_c4_runs.iloc[::-1]], **settings)[1]
-        return model.fit(gadre_c4_runs, **settings)
-
-    whole = fit()
-    monkeypatch.setattr(sampler, "SEGMENT_MIN_RUNS", 1)
-    monkeypatch.setattr(sampler, "SEGMENT_ITERATIONS", 15)  # segments of 10: gcd(60, 40) = 20
-    segments = fit()
-    assert segments.meta["sampler"]["chain_method"] == whole.meta["sampler"]["chain_method"]
-    for group in ("posterior", "sample_stats", "log_likelihood"):
-        for name, values in whole.idata[group].items():
-            np.testing.assert_array_equal(segments.idata[group][name].values, values.values)
-
-
 def test_same_seed_same_draws(chinchilla_post, chinchilla_runs):
     sampler = chinchilla_post.meta["sampler"]
     settings = {k: sampler[k] for k in ("seed", "num_warmup", "num_samples", "num_chains")}
