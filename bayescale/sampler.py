@@ -4,9 +4,7 @@ Everything a fit does on the device (finding a starting point, warmup, sampling,
 to parameters and the pointwise log-likelihood) is one `jax.jit` program, built once per model
 structure and sampler setting and kept for the life of the process. A second fit of the same
 shape neither traces nor compiles; across processes JAX's persistent cache
-(`bayescale.inference.enable_compilation_cache`) skips the compilation. Large fits (chains
-holding `SEGMENT_MIN_RUNS` runs or more) run the same steps as three programs, the iterations
-as repeated calls of one compiled segment, which bounds their memory.
+(`bayescale.inference.enable_compilation_cache`) skips the compilation.
 
 With ``warmup="laplace"`` (the default of single fits), warmup starts from a Laplace
 approximation instead of an identity mass matrix (`bayescale.starting`): each chain runs Adam
