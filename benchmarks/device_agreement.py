@@ -9,6 +9,9 @@ the draws differ; the posterior must not. Problems: the 240 Chinchilla runs (one
 simulated groups of 30 runs (``speed.py``'s design; 10 by default, ``--groups`` for others),
 Student-t noise, the default sampler.
 
+``--grouped-mass`` fits with ``dense_mass="groups"`` at every group count (the default from
+200 groups), to compare that sampler on problems small enough for both backends.
+
 Without a GPU the script says so and exits 0. ``--backends cpu cpu --seeds 0 1`` compares two
 CPU fits with different seeds, which exercises the comparison where no GPU is present.
 
