@@ -97,8 +97,7 @@ class Diagnostics:
         num_samples = int(sampler.get("num_samples", 1000))
         target_accept = float(sampler.get("target_accept_prob", 0.8))
         # A chain that never moved has no variance: its R-hat and ESS are NaN, reported below.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            table = diagnostics_table(idata.posterior)
+        table = diagnostics_table(idata.posterior)
         stats = idata.sample_stats
         num_chains = idata.posterior.sizes["chain"]
         divergent = int(stats["diverging"].sum())
