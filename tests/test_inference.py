@@ -13,8 +13,13 @@ import pytest
 from scipy import stats
 
 import bayescale as bs
-from bayescale import sampler
-from bayescale._devices import HOST_DEVICES_FLAG, use_cpu_cores_for_chains
+from bayescale import _devices, sampler
+from bayescale._devices import (
+    HOST_DEVICES_FLAG,
+    YNN_FUSIONS_FLAG,
+    turn_off_ynn_fusions,
+    use_cpu_cores_for_chains,
+)
 from bayescale.inference import _sampler_config, chain_method
 
 
@@ -161,6 +166,31 @@ def test_importing_bayescale_gives_xla_a_cpu_device_per_chain(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "")
     use_cpu_cores_for_chains()
     assert os.environ["XLA_FLAGS"] == ""
+
+
+def test_importing_bayescale_turns_off_ynn_fusions_where_jaxlib_has_them(monkeypatch):
+    from jax._src import xla_bridge
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setattr(_devices, "_jaxlib_version", lambda: (0, 10, 2))
+    monkeypatch.setenv("XLA_FLAGS", f"{HOST_DEVICES_FLAG}=4")
+    turn_off_ynn_fusions()
+    assert os.environ["XLA_FLAGS"].split() == [f"{HOST_DEVICES_FLAG}=4", f"{YNN_FUSIONS_FLAG}="]
+    # A setting the user chose is kept; a jaxlib without the flag would reject it.
+    monkeypatch.setenv("XLA_FLAGS", f"{YNN_FUSIONS_FLAG}=individual_dot")
+    turn_off_ynn_fusions()
+    assert os.environ["XLA_FLAGS"] == f"{YNN_FUSIONS_FLAG}=individual_dot"
+    monkeypatch.setattr(_devices, "_jaxlib_version", lambda: (0, 10, 1))
+    monkeypatch.setenv("XLA_FLAGS", "")
+    turn_off_ynn_fusions()
+    assert os.environ["XLA_FLAGS"] == ""
+
+
+def test_cpu_programs_compile_without_ynn_fusions():
+    # A product and a sum, which jaxlib >= 0.10.2 otherwise compiles into one YNNPACK fusion.
+    program = jax.jit(lambda a, b: jnp.tanh(a @ b).sum())
+    matrix = jax.device_put(jnp.ones((64, 64)), jax.devices("cpu")[0])
+    assert "__ynn_fusion" not in program.lower(matrix, matrix).compile().as_text()
 
 
 @pytest.mark.parametrize("dense", [True, False])
