@@ -138,7 +138,8 @@ def run_nuts(
     """
     program = _program(template, {k: config[k] for k in _SETTINGS}, parallel, progress)
     total = config["num_warmup"] + config["num_samples"]
-    with _Progress(total, enabled=progress):
+    chains = keys.shape[1] if parallel else 1
+    with _Progress(total, chains, enabled=progress):
         out = program(keys, args)
     values, diverging, num_steps, loglik, started = jax.tree.map(np.asarray, out)
     return Draws(values, diverging, num_steps, loglik, started)
@@ -411,7 +412,8 @@ def _build(
         def step(carry, i):
             state, moments, normal = carry
             if progress or release_memory:
-                _check_in(i, total, release_memory=release_memory)
+                chain = jnp.zeros((), int) if lanes else lax.axis_index(_CHAINS)
+                _check_in(i, chain, total, release_memory=release_memory)
             state = lift(lambda s, a, n: sample_kernel(s, model_args=(a, n)))(state, args, normal)
             if windows:
                 in_window = jnp.any((i >= window_starts) & (i < window_stops))
@@ -515,39 +517,53 @@ def _unconstrained_shapes(model: Callable, table_args: TableArgs) -> dict[str, t
 
 
 class _Progress:
-    """A progress bar that the compiled programs update through `_check_in`."""
+    """A progress bar that the compiled programs update through `_check_in`.
 
-    current: tqdm | None = None
+    Chains on separate devices move at their own pace; the bar shows the slowest one's
+    iteration, so it is full when the last chain is done.
+    """
 
-    def __init__(self, total: int, *, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
+    current: _Progress | None = None
+
+    def __init__(self, total: int, chains: int, *, enabled: bool) -> None:
+        self.total, self.chains, self.enabled = total, chains, enabled
+        self.bar: tqdm | None = None
+        self.done: dict[int, int] = {}
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            _Progress.current = tqdm(total=self.total, desc="sampling (compiling first)")
+            self.bar = tqdm(total=self.total, desc="sampling (compiling first)")
+            _Progress.current = self
         return self
 
     def __exit__(self, *exc) -> None:
-        bar, _Progress.current = _Progress.current, None
-        if bar is not None:
-            bar.close()
+        _Progress.current = None
+        if self.bar is not None:
+            self.bar.close()
+
+    def check_in(self, chain: int, iterations: int) -> None:
+        """Record that ``chain`` has run ``iterations``; move the bar to the slowest chain."""
+        self.done[chain] = max(iterations, self.done.get(chain, 0))
+        self.bar.set_description("sampling")
+        slowest = min(self.done.values()) if len(self.done) == self.chains else 0
+        if slowest > self.bar.n:
+            self.bar.update(slowest - self.bar.n)
 
 
-def _check_in(i: jax.Array, total: int, *, release_memory: bool) -> None:
+def _check_in(i: jax.Array, chain: jax.Array, total: int, *, release_memory: bool) -> None:
     """From inside a program, now and then: update the progress bar, release free heap.
 
-    The bar moves to iteration ``i + 1`` of ``total``; with ``release_memory`` the C heap's free
-    pages go back to the system (`bayescale._heap`).
+    Chain ``chain`` reports iteration ``i + 1`` of ``total`` to the progress bar; with
+    ``release_memory`` the C heap's free pages go back to the system (`bayescale._heap`).
     """
 
-    def check_in(i) -> None:
+    def check_in(i, chain) -> None:
         if release_memory:
             release_free_memory()
-        bar = _Progress.current
-        if bar is not None and int(i) > bar.n:
-            bar.set_description("sampling")
-            bar.update(int(i) - bar.n)
+        progress = _Progress.current
+        if progress is not None:
+            progress.check_in(int(chain), int(i))
 
     every = max(1, total // CHECK_INS)
     due = (i % every == 0) | (i == total - 1)
-    lax.cond(due, lambda: jax.debug.callback(check_in, i + 1), lambda: None)
+    lax.cond(due, lambda: jax.debug.callback(check_in, i + 1, chain), lambda: None)

@@ -148,6 +148,16 @@ def test_progress_bar_reaches_the_last_iteration(chinchilla_runs, capsys):
     assert "sampling" in err and "60/60" in err
 
 
+def test_progress_bar_follows_the_slowest_chain():
+    with sampler._Progress(total=10, chains=2, enabled=True) as progress:
+        progress.check_in(chain=0, iterations=8)
+        assert progress.bar.n == 0  # chain 1 has not reported yet
+        progress.check_in(chain=1, iterations=3)
+        assert progress.bar.n == 3
+        progress.check_in(chain=1, iterations=10)
+        assert progress.bar.n == 8
+
+
 def test_importing_bayescale_gives_xla_a_cpu_device_per_chain(monkeypatch):
     from jax._src import xla_bridge
 
