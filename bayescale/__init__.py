@@ -3,11 +3,9 @@
 import warnings
 from importlib import metadata
 
-from bayescale._devices import turn_off_ynn_fusions, use_cpu_cores_for_chains
+from bayescale._devices import use_cpu_cores_for_chains
 
-# Before anything below starts JAX.
-use_cpu_cores_for_chains()
-turn_off_ynn_fusions()
+use_cpu_cores_for_chains()  # before anything below starts JAX
 
 with warnings.catch_warnings():
     # ArviZ announces its coming 1.0 refactor on import; it concerns nothing bayescale uses.

@@ -259,7 +259,11 @@ def _sample(
             spec,
             data,
             values={k: v[i] for k, v in draws.values.items()},
-            stats={"diverging": draws.diverging[i], "num_steps": draws.num_steps[i]},
+            stats={
+                "diverging": draws.diverging[i],
+                "num_steps": draws.num_steps[i],
+                "step_size": draws.step_size[i],
+            },
             log_likelihood=draws.log_likelihood[i],
             sampler={**config, "seed": seed, "chain_method": method}
             | ({"table": i} if method == "batched" else {}),

@@ -295,7 +295,11 @@ def from_values(
     log_likelihood: np.ndarray,
     sampler: Mapping[str, Any],
 ) -> Posterior:
-    """Build a `Posterior` from `ModelSpec.parameter_values` draws (chain, draw, ...)."""
+    """Build a `Posterior` from `ModelSpec.parameter_values` draws (chain, draw, ...).
+
+    ``stats`` holds ``diverging`` and ``num_steps`` per draw (chain, draw) and each chain's
+    ``step_size`` (chain,).
+    """
     values = {k: np.asarray(v, dtype=np.float64) for k, v in values.items()}
     paper = spec.to_paper(values)
     # Population centres of amplitudes convert with the matching exponent's centre.
@@ -327,6 +331,8 @@ def from_values(
             "diverging": stats["diverging"],
             "n_steps": num_steps,
             "tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64),
+            # Constant after warmup: each chain's adapted step size, repeated per draw.
+            "step_size": np.broadcast_to(stats["step_size"][:, None], num_steps.shape),
         },
         log_likelihood={spec.response: log_likelihood},
         observed_data={spec.response: data.y},

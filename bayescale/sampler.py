@@ -28,11 +28,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jaxlib.version
 import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
@@ -77,6 +79,8 @@ class Draws:
         Divergent transitions.
     num_steps : ndarray of int
         Leapfrog steps (gradient evaluations) per draw.
+    step_size : ndarray
+        The step size each chain sampled with, the end of its warmup's, axes (table, chain).
     log_likelihood : ndarray
         Pointwise log density of every run, axes (table, chain, draw, run).
     started : ndarray of bool
@@ -86,6 +90,7 @@ class Draws:
     values: dict[str, np.ndarray]
     diverging: np.ndarray
     num_steps: np.ndarray
+    step_size: np.ndarray
     log_likelihood: np.ndarray
     started: np.ndarray
 
@@ -141,8 +146,8 @@ def run_nuts(
     chains = keys.shape[1] if parallel else 1
     with _Progress(total, chains, enabled=progress):
         out = program(keys, args)
-    values, diverging, num_steps, loglik, started = jax.tree.map(np.asarray, out)
-    return Draws(values, diverging, num_steps, loglik, started)
+    values, diverging, num_steps, step_size, loglik, started = jax.tree.map(np.asarray, out)
+    return Draws(values, diverging, num_steps, step_size, loglik, started)
 
 
 _SETTINGS = (
@@ -431,7 +436,7 @@ def _build(
                 )
             return (state, moments, normal), (state.z, state.diverging, state.num_steps)
 
-        (_, _, normal), (z, diverging, num_steps) = lax.scan(
+        (last, _, normal), (z, diverging, num_steps) = lax.scan(
             step, (state, moments, normal), jnp.arange(total)
         )
         z, diverging, num_steps = jax.tree.map(
@@ -445,14 +450,21 @@ def _build(
 
             z = lift(to_points)(normal, z, args)
         values, loglik = lift(finish)(z, args)
-        return values, diverging, num_steps, loglik, started
+        step_size = last.adapt_state.step_size
+        return values, diverging, num_steps, step_size, loglik, started
 
     if parallel:
         # One table, one chain per device: chains advance independently.
         chains = jax.pmap(functools.partial(run, lanes=False), _CHAINS, in_axes=(0, None))
+        compiled = {}
 
         def run_parallel(keys, args):
-            out = chains(keys[0], jax.tree.map(lambda a: a[0], args))
+            keys, table_args = keys[0], jax.tree.map(lambda a: a[0], args)
+            shapes = str(jax.tree.map(lambda a: (a.shape, a.dtype), (keys, table_args)))
+            if shapes not in compiled:
+                options = parallel_compiler_options(jax.default_backend())
+                compiled[shapes] = chains.lower(keys, table_args).compile(options)
+            out = compiled[shapes](keys, table_args)
             return jax.tree.map(lambda a: np.asarray(a)[None], out)
 
         return run_parallel
@@ -466,6 +478,25 @@ def _build(
         return jax.tree.map(lambda a: a.reshape(num_tables, num_chains, *a.shape[1:]), out)
 
     return run_vectorised
+
+
+def parallel_compiler_options(backend: str) -> dict[str, str]:
+    """XLA options for the program of chains on separate CPU devices: no YNNPACK fusions.
+
+    jaxlib 0.10.2 and later fuse some CPU operations into YNNPACK kernels, whose thread pool
+    held memory for each task it ran until the program returned: a fit of 10,000 groups grew
+    by about 8 MB per iteration, more than 2,000 iterations could afford on a 23 GB machine,
+    and stayed flat without them at the same speed. Vectorised programs keep them: 1,000
+    batched fits took 505.1 s without them (benchmarks/README.md).
+    """
+    if backend != "cpu" or _jaxlib_version() < (0, 10, 2):
+        return {}
+    return {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+    """Return the installed jaxlib's (major, minor, patch)."""
+    return tuple(int(part) for part in re.findall(r"\d+", jaxlib.version.__version__)[:3])
 
 
 def _lift(lanes: bool) -> Callable[[Callable], Callable]:

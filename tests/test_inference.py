@@ -13,13 +13,8 @@ import pytest
 from scipy import stats
 
 import bayescale as bs
-from bayescale import _devices, sampler
-from bayescale._devices import (
-    HOST_DEVICES_FLAG,
-    YNN_FUSIONS_FLAG,
-    turn_off_ynn_fusions,
-    use_cpu_cores_for_chains,
-)
+from bayescale import sampler
+from bayescale._devices import HOST_DEVICES_FLAG, use_cpu_cores_for_chains
 from bayescale.inference import _sampler_config, chain_method
 
 
@@ -148,6 +143,15 @@ def test_progress_bar_reaches_the_last_iteration(chinchilla_runs, capsys):
     assert "sampling" in err and "60/60" in err
 
 
+def test_sample_stats_carry_each_chains_adapted_step_size(chinchilla_post):
+    step_size = chinchilla_post.idata.sample_stats["step_size"].values
+    assert step_size.shape == chinchilla_post.idata.sample_stats["n_steps"].shape
+    assert np.all(np.isfinite(step_size)) and np.all(step_size > 0)
+    # Constant within a chain (sampling keeps warmup's last), adapted per chain.
+    np.testing.assert_array_equal(step_size, np.broadcast_to(step_size[:, :1], step_size.shape))
+    assert len(np.unique(step_size[:, 0])) == step_size.shape[0]
+
+
 def test_progress_bar_follows_the_slowest_chain():
     with sampler._Progress(total=10, chains=2, enabled=True) as progress:
         progress.check_in(chain=0, iterations=8)
@@ -178,29 +182,12 @@ def test_importing_bayescale_gives_xla_a_cpu_device_per_chain(monkeypatch):
     assert os.environ["XLA_FLAGS"] == ""
 
 
-def test_importing_bayescale_turns_off_ynn_fusions_where_jaxlib_has_them(monkeypatch):
-    from jax._src import xla_bridge
-
-    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
-    monkeypatch.setattr(_devices, "_jaxlib_version", lambda: (0, 10, 2))
-    monkeypatch.setenv("XLA_FLAGS", f"{HOST_DEVICES_FLAG}=4")
-    turn_off_ynn_fusions()
-    assert os.environ["XLA_FLAGS"].split() == [f"{HOST_DEVICES_FLAG}=4", f"{YNN_FUSIONS_FLAG}="]
-    # A setting the user chose is kept; a jaxlib without the flag would reject it.
-    monkeypatch.setenv("XLA_FLAGS", f"{YNN_FUSIONS_FLAG}=individual_dot")
-    turn_off_ynn_fusions()
-    assert os.environ["XLA_FLAGS"] == f"{YNN_FUSIONS_FLAG}=individual_dot"
-    monkeypatch.setattr(_devices, "_jaxlib_version", lambda: (0, 10, 1))
-    monkeypatch.setenv("XLA_FLAGS", "")
-    turn_off_ynn_fusions()
-    assert os.environ["XLA_FLAGS"] == ""
-
-
-def test_cpu_programs_compile_without_ynn_fusions():
+def test_parallel_chains_compile_without_ynn_fusions():
     # A product and a sum, which jaxlib >= 0.10.2 otherwise compiles into one YNNPACK fusion.
     program = jax.jit(lambda a, b: jnp.tanh(a @ b).sum())
     matrix = jax.device_put(jnp.ones((64, 64)), jax.devices("cpu")[0])
-    assert "__ynn_fusion" not in program.lower(matrix, matrix).compile().as_text()
+    options = sampler.parallel_compiler_options("cpu")
+    assert "__ynn_fusion" not in program.lower(matrix, matrix).compile(options).as_text()
 
 
 @pytest.mark.parametrize("dense", [True, False])

@@ -369,6 +369,7 @@ def test_population_amplitude_is_in_the_papers_convention(gadre_c4_runs, rng):
         stats={
             "diverging": np.zeros((chains, draws), dtype=bool),
             "num_steps": np.full((chains, draws), 7),
+            "step_size": np.full(chains, 0.3),
         },
         log_likelihood=np.zeros((chains, draws, data.num_runs)),
         sampler={"max_tree_depth": 10, "seed": 0},
