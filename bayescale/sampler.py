@@ -467,6 +467,7 @@ def _build(
             out = compiled[shapes](keys, table_args)
             return jax.tree.map(lambda a: np.asarray(a)[None], out)
 
+        run_parallel.compiled = compiled  # per argument shapes, for inspection
         return run_parallel
 
     @jax.jit
