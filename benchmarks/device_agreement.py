@@ -15,10 +15,18 @@ Student-t noise, the default sampler.
 Without a GPU the script says so and exits 0. ``--backends cpu cpu --seeds 0 1`` compares two
 CPU fits with different seeds, which exercises the comparison where no GPU is present.
 
+Each backend can also fit in a process of its own, so that the CPU fit gets one JAX device per
+core (parallel chains, as on a CPU-only machine) while the GPU fits beside it: ``--backends cpu
+--save DIR`` writes each problem's summary and wall time to ``DIR``, and ``--compare DIR_A
+DIR_B`` compares two such folders.
+
 Run from the repository root::
 
     python benchmarks/device_agreement.py                    # CPU against GPU
     python benchmarks/device_agreement.py --backends cpu cpu --seeds 0 1
+    JAX_PLATFORMS=cpu python benchmarks/device_agreement.py --backends cpu --save out/cpu &
+    python benchmarks/device_agreement.py --backends gpu --save out/gpu; wait
+    python benchmarks/device_agreement.py --compare out/cpu out/gpu
 
 Exit status 1 when any row disagrees.
 """
@@ -26,9 +34,11 @@ Exit status 1 when any row disagrees.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -79,17 +89,81 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def problems(groups: list[int], grouped_mass: bool) -> list[Problem]:
+    """The problems to fit: Chinchilla for 1 group, simulated groups otherwise."""
+    # One group has no per-group parameters for the grouped mass matrix to couple.
+    counts = [g for g in groups if not (g == 1 and grouped_mass)]
+    return [chinchilla_problem() if g == 1 else simulated_problem(g) for g in counts]
+
+
+def save(folder: Path, problem: Problem, fitted: tuple[pd.DataFrame, float, str]) -> None:
+    """Write one fit's summary (CSV, full precision) and its wall time and device (JSON)."""
+    summary, wall, device = fitted
+    folder.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(folder / f"{problem.groups}.csv")
+    info = {"problem": problem.name, "wall_s": wall, "device": device, "jax": jax.__version__}
+    (folder / f"{problem.groups}.json").write_text(json.dumps(info, indent=2))
+
+
+def load(folder: Path) -> dict[int, tuple[pd.DataFrame, float, str, str]]:
+    """Saved fits by group count: summary, wall time, device with jax version, problem name."""
+    fits = {}
+    for table in sorted(folder.glob("*.csv")):
+        info = json.loads(table.with_suffix(".json").read_text())
+        summary = pd.read_csv(table, index_col=0)
+        device = f"{info['device']} (jax {info['jax']})"
+        fits[int(table.stem)] = (summary, info["wall_s"], device, info["problem"])
+    return fits
+
+
+def report(
+    name: str, a: tuple[pd.DataFrame, float, str], b: tuple[pd.DataFrame, float, str]
+) -> int:
+    """Print one problem's comparison; the number of rows that disagree."""
+    (summary_a, wall_a, dev_a), (summary_b, wall_b, dev_b) = a, b
+    table = compare(summary_a, summary_b)
+    worst = table["difference / MCSE"].max()
+    bad = table[table["difference / MCSE"] > MCSE_LIMIT]
+    print(f"### {name}: a on {dev_a} in {wall_a:.1f} s, b on {dev_b} in {wall_b:.1f} s")
+    print(f"\n{len(table)} rows, largest difference {worst:.2f} MCSE, {len(bad)} too large\n")
+    if len(table) > MAX_ROWS:
+        print(f"The {MAX_ROWS} rows with the largest differences:\n")
+        table = table.nlargest(MAX_ROWS, "difference / MCSE")
+    print(markdown(table))
+    print()
+    return len(bad)
+
+
+def compare_saved(folder_a: Path, folder_b: Path) -> int:
+    """Compare the fits saved in two folders, problem by problem; rows that disagree."""
+    fits_a, fits_b = load(folder_a), load(folder_b)
+    shared = sorted(fits_a.keys() & fits_b.keys())
+    if not shared:
+        raise SystemExit(f"no problem saved in both {folder_a} and {folder_b}")
+    print(f"## Backend agreement: {folder_a} (a) against {folder_b} (b)\n")
+    print(f"- a row passes when |mean a - mean b| <= {MCSE_LIMIT} combined MCSE\n")
+    failed = sum(report(fits_a[g][3], fits_a[g][:3], fits_b[g][:3]) for g in shared)
+    print(f"rows above {MCSE_LIMIT} MCSE: {failed}")
+    return failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs=2, default=["cpu", "gpu"], metavar=("A", "B"))
-    parser.add_argument("--seeds", nargs=2, type=int, default=[0, 0], metavar=("A", "B"))
+    parser.add_argument("--backends", nargs="+", default=["cpu", "gpu"], metavar="BACKEND")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 0], metavar="SEED")
     parser.add_argument("--groups", nargs="+", type=int, default=[1, 10])
     parser.add_argument(
         "--grouped-mass",
         action="store_true",
         help='dense_mass="groups" at every group count (the default from 200 groups)',
     )
+    parser.add_argument("--save", type=Path, help="write each fit's summary here, compare nothing")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("DIR_A", "DIR_B"))
     args = parser.parse_args()
+    if args.compare:
+        return 1 if compare_saved(*args.compare) else 0
+    if len(args.backends) != (1 if args.save else 2):
+        parser.error("--backends takes two backends, or one with --save")
     sampler = {"dense_mass": "groups"} if args.grouped_mass else {}
     try:
         for backend in args.backends:
@@ -98,30 +172,23 @@ def main() -> int:
         print(f"backend not available ({err}): nothing to compare.")
         return 0
 
+    if args.save:
+        for problem in problems(args.groups, args.grouped_mass):
+            fitted = fit_on(args.backends[0], problem, args.seeds[0], sampler)
+            save(args.save, problem, fitted)
+            print(f"{problem.name}: {fitted[2]} in {fitted[1]:.1f} s, saved to {args.save}")
+        return 0
     print(f"## Backend agreement: {args.backends[0]} (a) against {args.backends[1]} (b)\n")
     print(f"- jax {jax.__version__}, bayescale {bs.__version__}, seeds {args.seeds}")
     print(f"- sampler settings beyond the defaults: {sampler or 'none'}")
     print(f"- a row passes when |mean a - mean b| <= {MCSE_LIMIT} combined MCSE\n")
     failed = 0
-    for groups in args.groups:
-        if groups == 1 and args.grouped_mass:
-            continue  # one group has no per-group parameters to couple
-        problem = chinchilla_problem() if groups == 1 else simulated_problem(groups)
-        (a, wall_a, dev_a), (b, wall_b, dev_b) = (
+    for problem in problems(args.groups, args.grouped_mass):
+        a, b = (
             fit_on(backend, problem, seed, sampler)
             for backend, seed in zip(args.backends, args.seeds, strict=True)
         )
-        table = compare(a, b)
-        worst = table["difference / MCSE"].max()
-        bad = table[table["difference / MCSE"] > MCSE_LIMIT]
-        failed += len(bad)
-        print(f"### {problem.name}: a on {dev_a} in {wall_a:.1f} s, b on {dev_b} in {wall_b:.1f} s")
-        print(f"\n{len(table)} rows, largest difference {worst:.2f} MCSE, {len(bad)} too large\n")
-        if len(table) > MAX_ROWS:
-            print(f"The {MAX_ROWS} rows with the largest differences:\n")
-            table = table.nlargest(MAX_ROWS, "difference / MCSE")
-        print(markdown(table))
-        print()
+        failed += report(problem.name, a, b)
     print(f"rows above {MCSE_LIMIT} MCSE: {failed}")
     return 1 if failed else 0
 
