@@ -259,8 +259,8 @@ def _build(
         else:
             laplace = dense_laplace(size)
 
-        # One draw for the whole flat vector: a draw per site cost the Chinchilla fit's program
-        # about 1.5 s more to compile (each random draw is a loop of its own in the program).
+        # One draw for the whole flat vector, not one per site: each random draw is a loop of its
+        # own in the compiled program (benchmarks/README.md, the Chinchilla fit's compilation).
         def draw_point(key: jax.Array) -> jax.Array:
             return jax.random.uniform(key, (size,), minval=-INIT_RADIUS, maxval=INIT_RADIUS)
 
