@@ -44,14 +44,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
-from speed import NOISE, Problem, chinchilla_problem, simulated_problem
+from speed import Problem, chinchilla_problem, simulated_problem, timed_fit
 
 import bayescale as bs
 
@@ -65,19 +63,24 @@ def fit_on(
 ) -> tuple[pd.DataFrame, float, str]:
     """Fit ``problem`` with ``backend``'s first device as JAX's default; summary, wall, device."""
     device = jax.devices(backend)[0]
-    model = bs.ScalingModel("chinchilla", group=problem.group, noise=NOISE)
-    with jax.default_device(device), warnings.catch_warnings():
-        # Failed checks are reported through the summary's R-hat and ESS columns.
-        warnings.simplefilter("ignore", bs.SamplingWarning)
-        start = time.perf_counter()
-        post = model.fit(problem.frame, seed=seed, progress_bar=False, **sampler)
-        wall = time.perf_counter() - start
+    with jax.default_device(device):
+        post, wall = timed_fit(problem, seed, **sampler)
         summary = post.summary()
     return summary, wall, str(device)
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    """Per summary row: both means, their difference in units of the combined MCSE."""
+    """Per summary row: both means, their difference in units of the combined MCSE.
+
+    Both summaries must have the same rows: a row on one side only would compare as NaN, which
+    no limit rejects.
+    """
+    only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
+    if len(only_a) or len(only_b):
+        raise ValueError(
+            f"the summaries have different rows: only in a {list(only_a)}, only in b {list(only_b)}"
+        )
+    b = b.loc[a.index]
     combined = np.hypot(a["mcse_mean"], b["mcse_mean"])
     return pd.DataFrame(
         {
@@ -115,8 +118,13 @@ def save(folder: Path, problem: Problem, fitted: tuple[pd.DataFrame, float, str]
 
 def load(folder: Path) -> dict[int, tuple[pd.DataFrame, float, str, str]]:
     """Saved fits by group count: summary, wall time, device with jax version, problem name."""
+    tables = sorted(folder.glob("*.csv"))
+    if not tables:
+        raise SystemExit(f"{folder}: no saved summary (*.csv); write them with --save")
     fits = {}
-    for table in sorted(folder.glob("*.csv")):
+    for table in tables:
+        if not table.stem.isdigit() or not table.with_suffix(".json").is_file():
+            raise SystemExit(f"{table}: not a saved fit (GROUPS.csv beside GROUPS.json)")
         info = json.loads(table.with_suffix(".json").read_text())
         summary = pd.read_csv(table, index_col=0)
         device = f"{info['device']} (jax {info['jax']})"
@@ -145,9 +153,12 @@ def report(
 def compare_saved(folder_a: Path, folder_b: Path) -> int:
     """Compare the fits saved in two folders, problem by problem; rows that disagree."""
     fits_a, fits_b = load(folder_a), load(folder_b)
-    shared = sorted(fits_a.keys() & fits_b.keys())
-    if not shared:
-        raise SystemExit(f"no problem saved in both {folder_a} and {folder_b}")
+    if fits_a.keys() != fits_b.keys():
+        raise SystemExit(
+            f"the folders hold different problems: {folder_a} {sorted(fits_a)} groups, "
+            f"{folder_b} {sorted(fits_b)} groups"
+        )
+    shared = sorted(fits_a)
     print(f"## Backend agreement: {folder_a} (a) against {folder_b} (b)\n")
     print(f"- a row passes when |mean a - mean b| <= {MCSE_LIMIT} combined MCSE\n")
     failed = sum(report(fits_a[g][3], fits_a[g][:3], fits_b[g][:3]) for g in shared)

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-import warnings
 
 import jax
 import numpy as np
-from speed import NOISE, simulated_problem
+from speed import simulated_problem, timed_fit
 
 import bayescale as bs
 from bayescale.inference import CACHE_ENV
@@ -30,14 +28,7 @@ from bayescale.inference import CACHE_ENV
 
 def fit_stats(groups: int) -> list[dict]:
     """One row per chain of a default fit to ``groups`` simulated groups."""
-    problem = simulated_problem(groups)
-    model = bs.ScalingModel("chinchilla", group=problem.group, noise=NOISE)
-    with warnings.catch_warnings():
-        # Failed checks show in the R-hat column.
-        warnings.simplefilter("ignore", bs.SamplingWarning)
-        start = time.perf_counter()
-        post = model.fit(problem.frame, seed=0, progress_bar=False)
-        wall = time.perf_counter() - start
+    post, wall = timed_fit(simulated_problem(groups), seed=0)
     stats = post.idata.sample_stats
     r_hat = float(post.summary()["r_hat"].max())
     rows = []

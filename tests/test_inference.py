@@ -183,7 +183,10 @@ def test_importing_bayescale_gives_xla_a_cpu_device_per_chain(monkeypatch):
 
 
 def test_parallel_chains_compile_without_ynn_fusions(chinchilla_post):
-    # jaxlib >= 0.10.2 otherwise compiles parts of the sampler into YNNPACK fusions.
+    # jaxlib >= 0.10.2 otherwise compiles parts of the sampler into YNNPACK fusions; older ones
+    # have none to turn off, so the check could not fail there.
+    if sampler._jaxlib_version() < (0, 10, 2):
+        pytest.skip("this jaxlib has no YNNPACK fusions")
     assert chinchilla_post.meta["sampler"]["chain_method"] == "parallel"
     programs = [p.compiled for p in sampler._PROGRAMS.values() if hasattr(p, "compiled")]
     texts = [program.as_text() for compiled in programs for program in compiled.values()]
