@@ -61,6 +61,15 @@ CHECK_INS = 50
 # programs, whose heaps were not measured, run without check-ins unless they show progress.
 RELEASE_MEMORY_MIN_RUNS = 2**16
 
+# CPU programs of chains on separate devices whose runs times iterations per chain are at most
+# this compile with XLA's older fusion emitters, which compile faster and run slower. Means of
+# three alternating pairs of fresh processes on 2 cores, cold / compiled fit (older against
+# default emitters): the Chinchilla fit (240 runs x 2,000 iterations) 5.72 / 0.99 s against
+# 6.65 / 0.97 s; 10 groups of 30 runs 7.15 / 1.78 s against 8.78 / 1.42 s; 30 groups
+# 8.96 / 3.84 s against 9.28 / 3.28 s; 100 groups 25.26 / 18.05 s against 24.72 / 17.49 s
+# (benchmarks/README.md, `fusion_emitters.py`).
+LEGACY_EMITTERS_MAX_RUN_ITERATIONS = 10**6
+
 # The axis of `jax.pmap` over chains, one per device.
 _CHAINS = "chain"
 
@@ -458,8 +467,9 @@ def _build(
             keys, table_args = keys[0], jax.tree.map(lambda a: a[0], args)
             shapes = str(jax.tree.map(lambda a: (a.shape, a.dtype), (keys, table_args)))
             if shapes not in compiled:
-                options = parallel_compiler_options(jax.default_backend())
-                compiled[shapes] = chains.lower(keys, table_args).compile(options)
+                run_iterations = table_args[1].shape[-1] * total
+                options = parallel_compiler_options(jax.default_backend(), run_iterations)
+                compiled[shapes] = compile_with(chains.lower(keys, table_args), options)
             out = compiled[shapes](keys, table_args)
             return jax.tree.map(lambda a: np.asarray(a)[None], out)
 
@@ -477,18 +487,40 @@ def _build(
     return run_vectorised
 
 
-def parallel_compiler_options(backend: str) -> dict[str, str]:
-    """XLA options for the program of chains on separate CPU devices: no YNNPACK fusions.
+def parallel_compiler_options(backend: str, run_iterations: int) -> dict[str, Any]:
+    """XLA options for the program of chains on separate CPU devices.
 
-    jaxlib 0.10.2 and later fuse some CPU operations into YNNPACK kernels, whose thread pool
-    held memory for each task it ran until the program returned: a fit of 10,000 groups grew
-    by about 8 MB per iteration, more than 2,000 iterations could afford on a 23 GB machine,
-    and stayed flat without them at the same speed. Vectorised programs keep them: 1,000
-    batched fits took 505.1 s without them (benchmarks/README.md).
+    ``run_iterations`` is the number of runs times the iterations of each chain, a measure of
+    the program's sampling work.
+
+    No YNNPACK fusions: jaxlib 0.10.2 and later fuse some CPU operations into YNNPACK kernels,
+    whose thread pool held memory for each task it ran until the program returned: a fit of
+    10,000 groups grew by about 8 MB per iteration, more than 2,000 iterations could afford on
+    a 23 GB machine, and stayed flat without them at the same speed. Vectorised programs keep
+    them: 1,000 batched fits took 505.1 s without them (benchmarks/README.md).
+
+    Programs with at most `LEGACY_EMITTERS_MAX_RUN_ITERATIONS` use XLA's older fusion emitters:
+    where sampling is short, compiling dominates a cold fit.
     """
-    if backend != "cpu" or _jaxlib_version() < (0, 10, 2):
+    if backend != "cpu":
         return {}
-    return {"xla_cpu_experimental_ynn_fusion_type": ""}
+    options: dict[str, Any] = {}
+    if _jaxlib_version() >= (0, 10, 2):
+        options["xla_cpu_experimental_ynn_fusion_type"] = ""
+    if run_iterations <= LEGACY_EMITTERS_MAX_RUN_ITERATIONS:
+        options["xla_cpu_use_fusion_emitters"] = False
+    return options
+
+
+def compile_with(lowered: jax.stages.Lowered, options: dict[str, Any]) -> jax.stages.Compiled:
+    """Compile ``lowered`` with ``options``, leaving out any this jaxlib does not know."""
+    try:
+        return lowered.compile(options)
+    except jax.errors.JaxRuntimeError as error:
+        unknown = re.search(r"No such compile option: '(\w+)'", str(error))
+        if unknown is None or unknown[1] not in options:
+            raise
+        return compile_with(lowered, {k: v for k, v in options.items() if k != unknown[1]})
 
 
 def _jaxlib_version() -> tuple[int, ...]:

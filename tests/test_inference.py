@@ -193,6 +193,23 @@ def test_parallel_chains_compile_without_ynn_fusions(chinchilla_post):
     assert texts and all("__ynn_fusion" not in text for text in texts)
 
 
+def test_only_small_cpu_programs_compile_with_the_older_fusion_emitters():
+    small = sampler.parallel_compiler_options("cpu", sampler.LEGACY_EMITTERS_MAX_RUN_ITERATIONS)
+    large = sampler.parallel_compiler_options("cpu", sampler.LEGACY_EMITTERS_MAX_RUN_ITERATIONS + 1)
+    assert small["xla_cpu_use_fusion_emitters"] is False
+    assert "xla_cpu_use_fusion_emitters" not in large
+    assert sampler.parallel_compiler_options("gpu", 1) == {}
+
+
+def test_compiling_leaves_out_options_this_jaxlib_does_not_know():
+    lowered = jax.jit(lambda x: 2 * x).lower(jnp.ones(3))
+    compiled = sampler.compile_with(lowered, {"xla_cpu_no_such_option_here": True})
+    np.testing.assert_array_equal(compiled(jnp.ones(3)), 2 * np.ones(3))
+    # Other errors are not swallowed.
+    with pytest.raises(jax.errors.JaxRuntimeError, match="not a valid bool"):
+        sampler.compile_with(lowered, {"xla_cpu_use_fusion_emitters": "maybe"})
+
+
 @pytest.mark.parametrize("dense", [True, False])
 def test_both_mass_matrix_kinds_sample_the_chinchilla_posterior(
     chinchilla_post, chinchilla_runs, dense
