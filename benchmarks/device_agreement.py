@@ -49,7 +49,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-from speed import Problem, chinchilla_problem, simulated_problem, timed_fit
+from speed import Problem, problem_for, timed_fit
 
 import bayescale as bs
 
@@ -104,7 +104,7 @@ def problems(groups: list[int], grouped_mass: bool) -> list[Problem]:
     """The problems to fit: Chinchilla for 1 group, simulated groups otherwise."""
     # One group has no per-group parameters for the grouped mass matrix to couple.
     counts = [g for g in groups if not (g == 1 and grouped_mass)]
-    return [chinchilla_problem() if g == 1 else simulated_problem(g) for g in counts]
+    return [problem_for(g) for g in counts]
 
 
 def save(folder: Path, problem: Problem, fitted: tuple[pd.DataFrame, float, str]) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed  # noqa: E402
 
+import bayescale as bs  # noqa: E402
 from bayescale import sampler  # noqa: E402
 from bayescale.inference import CACHE_ENV  # noqa: E402
 
@@ -37,20 +38,18 @@ EMITTERS = ("older", "default")
 PROBLEM_GROUPS = (1, 10, 30, 100)
 
 
-def one_problem(groups: int) -> speed.Problem:
-    """speed.py's problem of ``groups`` groups; 1 is the Chinchilla runs."""
-    return speed.chinchilla_problem() if groups == 1 else speed.simulated_problem(groups)
-
-
 def fit_twice(groups: int, emitters: str) -> dict:
     """In this process: a cold and a warm fit of one problem, with one kind of emitters."""
+    if emitters not in EMITTERS:
+        raise ValueError(f"unknown emitters {emitters!r}; known are {EMITTERS}")
     older = emitters == "older"
     sampler.LEGACY_EMITTERS_MAX_RUN_ITERATIONS = sys.maxsize if older else -1
-    problem = one_problem(groups)
+    problem = speed.problem_for(groups)
     post, cold = speed.timed_fit(problem)
     _, warm = speed.timed_fit(problem)
     stats = post.idata.sample_stats
     return {
+        "problem": problem.name,
         "runs": len(problem.frame),
         "cold": cold,
         "warm": warm,
@@ -78,11 +77,10 @@ def table(results: dict[tuple[int, str], list[dict]]) -> str:
         "| grad evals/draw | max R-hat |",
         "|---|---:|---|---|---|---:|---:|",
     ]
-    for (groups, emitters), fits in results.items():
-        name = one_problem(groups).name
+    for (_, emitters), fits in results.items():
         cold, warm = (spread([f[key] for f in fits]) for key in ("cold", "warm"))
         lines.append(
-            f"| {name} | {fits[0]['runs']} | {emitters} | {cold} | {warm} "
+            f"| {fits[0]['problem']} | {fits[0]['runs']} | {emitters} | {cold} | {warm} "
             f"| {fits[0]['steps']:.1f} | {max(f['rhat'] for f in fits):.3f} |"
         )
     return "\n".join(lines)
@@ -98,7 +96,7 @@ def main() -> None:
         print(json.dumps(fit_twice(int(args.one[0]), args.one[1])))
         return
     os.environ[CACHE_ENV] = ""  # what the fits' processes get; shown in the header
-    print(speed.cf.environment(speed.bs.ScalingModel.default_sampler_config["num_chains"]))
+    print(speed.cf.environment(bs.ScalingModel.default_sampler_config["num_chains"]))
     limit = sampler.LEGACY_EMITTERS_MAX_RUN_ITERATIONS
     print(f"- bayescale picks the older emitters up to {limit:,} run-iterations\n", flush=True)
     results: dict[tuple[int, str], list[dict]] = {}

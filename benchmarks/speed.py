@@ -224,6 +224,11 @@ def chinchilla_problem() -> Problem:
     return Problem("1 group", cf.load_data(), 1)
 
 
+def problem_for(groups: int) -> Problem:
+    """The Chinchilla runs for 1 group, `simulated_problem` otherwise."""
+    return chinchilla_problem() if groups == 1 else simulated_problem(groups)
+
+
 def simulated_problem(groups: int) -> Problem:
     """``groups`` groups of 30 runs of the Chinchilla law, values per the module docstring."""
     rng = np.random.default_rng([SEED, groups])

@@ -78,10 +78,7 @@ def main() -> None:
     print("## Warmup schemes: Laplace start against NumPyro's adaptation\n")
     print(f"- machine: {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"- bayescale {bs.__version__}, compilation cache off\n")
-    problems = [
-        speed.chinchilla_problem() if groups == 1 else speed.simulated_problem(groups)
-        for groups in args.groups
-    ]
+    problems = [speed.problem_for(groups) for groups in args.groups]
     print(
         "| problem | warmup | fit | wall s | min bulk ESS | grad evals/draw | divergences "
         "| max R-hat |"

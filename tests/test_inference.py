@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -199,6 +200,25 @@ def test_only_small_cpu_programs_compile_with_the_older_fusion_emitters():
     assert small["xla_cpu_use_fusion_emitters"] is False
     assert "xla_cpu_use_fusion_emitters" not in large
     assert sampler.parallel_compiler_options("gpu", 1) == {}
+
+
+def test_parallel_chains_choose_their_options_by_runs_times_iterations(
+    chinchilla_runs, monkeypatch
+):
+    asked = []
+
+    def spy(backend, run_iterations):
+        asked.append(run_iterations)
+        return {}
+
+    monkeypatch.setattr(sampler, "parallel_compiler_options", spy)
+    runs = chinchilla_runs.iloc[:37]  # a shape no other test compiles
+    settings = {"num_warmup": 30, "num_samples": 20, "num_chains": 2, "progress_bar": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplingWarning)  # 50 iterations are too few
+        post = bs.ScalingModel("chinchilla", noise="lognormal").fit(runs, **settings)
+    assert post.meta["sampler"]["chain_method"] == "parallel"
+    assert asked == [37 * 50]
 
 
 def test_compiling_leaves_out_options_this_jaxlib_does_not_know():
