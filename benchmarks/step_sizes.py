@@ -6,7 +6,8 @@ the mean leapfrog steps (gradient evaluations) per draw after warmup, and how ma
 at each tree depth. HMC's step size must shrink about as d^(-1/4) in d dimensions to keep its
 acceptance rate, and NUTS's trajectories grow in doublings, so the steps per draw jump by 2x
 where step size times trajectory steps crosses the length the posterior needs. Wall times
-include compilation: the persistent compilation cache is off.
+include compilation: the persistent compilation cache is off. With ``JAX_ENABLE_X64=1`` the fit
+runs in float64 throughout.
 
 Run from the repository root::
 
@@ -56,7 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ[CACHE_ENV] = ""  # an empty value turns the cache off
     print(f"## NUTS step size and tree depth against groups ({jax.devices()[0].platform})\n")
-    print(f"- jax {jax.__version__}, bayescale {bs.__version__}, seed 0, default sampler\n")
+    print(
+        f"- jax {jax.__version__}, bayescale {bs.__version__}, float64:"
+        f" {jax.config.jax_enable_x64}, seed 0, default sampler\n"
+    )
     print("| groups | wall s | max R-hat | chain | step size | steps/draw | draws by tree depth |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for groups in args.groups:
