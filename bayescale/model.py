@@ -256,9 +256,9 @@ class ModelSpec:
         )
         prior = self.priors[name]
         centre = self._coordinate(name, latent, "_mu_v" if partial else "_v")
+        # Factors per element, unsummed: `bayescale.density` keeps each element a term.
         numpyro.factor(
-            f"{name}_prior",
-            jnp.sum(self._lognormal_log_density(name, centre, prior.loc, prior.scale)),
+            f"{name}_prior", self._lognormal_log_density(name, centre, prior.loc, prior.scale)
         )
         if not partial:
             return
@@ -272,8 +272,7 @@ class ModelSpec:
             _from_coordinate(self.params[name].coordinate, centre, self._softness(name))
         )
         numpyro.factor(
-            f"{name}_group_prior",
-            jnp.sum(self._lognormal_log_density(name, group, log_centre, tau)),
+            f"{name}_group_prior", self._lognormal_log_density(name, group, log_centre, tau)
         )
 
     # -- conventions ----------------------------------------------------------------------

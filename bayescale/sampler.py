@@ -43,10 +43,10 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer import init_to_uniform
 from numpyro.infer.hmc import HMCState, hmc
 from numpyro.infer.hmc_util import build_adaptation_schedule, warmup_adapter, welford_covariance
-from numpyro.infer.util import ParamInfo, constrain_fn, potential_energy
+from numpyro.infer.util import ParamInfo, constrain_fn
 from tqdm.auto import tqdm
 
-from bayescale import mass
+from bayescale import density, mass
 from bayescale._heap import release_free_memory
 from bayescale.laws import Prior
 from bayescale.model import ModelSpec
@@ -213,11 +213,23 @@ def _build(
 
     # NUTS moves one flat vector of every latent site (one pytree leaf): with a leaf per site,
     # its trajectories spent about as long joining and splitting the sites as on the rest of a
-    # step's bookkeeping (benchmarks/README.md). Jitted so that its call sites share one trace.
+    # step's bookkeeping (benchmarks/README.md). Jitted so that their call sites share a trace.
+    @jax.jit
+    def terms_at(table_args: TableArgs, flat: jax.Array) -> density.Terms:
+        unravel = _flat_layout(model, table_args)[1]
+        return density.log_density_terms(model, table_args, unravel(flat))
+
     @jax.jit
     def potential(table_args: TableArgs, flat: jax.Array) -> jax.Array:
-        unravel = _flat_layout(model, table_args)[1]
-        return potential_energy(model, table_args, {}, unravel(flat))
+        return density.potential(terms_at(table_args, flat))
+
+    # NUTS's potential is relative to the terms at the chain's current point, set anew after
+    # every transition (`rebase`), so its energies stay small enough for float32 to resolve.
+    @jax.jit
+    def relative_potential(
+        table_args: TableArgs, reference: density.Terms, flat: jax.Array
+    ) -> jax.Array:
+        return density.relative_potential(terms_at(table_args, flat), reference)
 
     # With ``dense_mass="groups"`` NUTS moves the standard Normal coordinates of a
     # `mass.GroupedNormal` (its identity mass matrix is that Normal's covariance in z).
@@ -230,13 +242,22 @@ def _build(
             raise ValueError("dense_mass='groups' needs a model with per-group parameters.")
         return layout
 
-    def grouped_potential(table_args: TableArgs, normal: mass.GroupedNormal, y: jax.Array):
-        return potential(table_args, mass.from_standard(normal, layout_of(table_args), y))
+    def point_of(y: jax.Array, normal: mass.GroupedNormal | None, table_args: TableArgs):
+        """Return the flat point of NUTS's coordinates ``y`` (the Normal's, with grouped masses)."""
+        return mass.from_standard(normal, layout_of(table_args), y) if grouped else y
 
-    def potential_fn_gen(table_args: TableArgs, normal: mass.GroupedNormal | None):
-        if grouped:
-            return functools.partial(grouped_potential, table_args, normal)
-        return functools.partial(potential, table_args)
+    def nuts_potential(table_args, normal, reference, y: jax.Array) -> jax.Array:
+        return relative_potential(table_args, reference, point_of(y, normal, table_args))
+
+    def potential_fn_gen(table_args: TableArgs, normal, reference: density.Terms):
+        return functools.partial(nuts_potential, table_args, normal, reference)
+
+    def rebase(state: HMCState, normal, table_args: TableArgs):
+        """Take the terms at the state's point as the reference; its potential becomes 0."""
+        reference = terms_at(table_args, point_of(state.z, normal, table_args))
+        zero = jnp.zeros_like(state.potential_energy)
+        state = state._replace(potential_energy=zero, energy=state.energy - state.potential_energy)
+        return state, reference
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
     num_warmup = config["num_warmup"]
@@ -293,7 +314,8 @@ def _build(
         if not lanes:
             starts = jax.tree.map(lambda a: a[0], starts)
 
-        def init(z, energy, grad, approximation, key, table_args):
+        def init(z, grad, approximation, key, table_args):
+            reference = terms_at(table_args, z)
             normal = None
             if grouped:
                 normal = mass.standard_normal(layout) if approximation is None else approximation
@@ -309,20 +331,20 @@ def _build(
                 if not dense:
                     inverse_mass = jnp.diag(inverse_mass)
             state = init_kernel(
-                ParamInfo(z, energy, grad),
+                ParamInfo(z, jnp.zeros(()), grad),
                 num_warmup,
                 inverse_mass_matrix=inverse_mass,
                 adapt_mass_matrix=not (laplace_warmup or grouped),
                 dense_mass=dense,
                 target_accept_prob=config["target_accept_prob"],
                 max_tree_depth=config["max_tree_depth"],
-                model_args=(table_args, normal),
+                model_args=(table_args, normal, reference),
                 rng_key=key,
             )
-            return state, normal
+            return state, normal, reference
 
-        state, normal = lift(init)(
-            starts.z, starts.energy, starts.grad, starts.approximation, key_run, args
+        state, normal, reference = lift(init)(
+            starts.z, starts.grad, starts.approximation, key_run, args
         )
         # Window moments (a d x d matrix per lane when dense) only where windows use them.
         if not windows:
@@ -331,9 +353,9 @@ def _build(
             moments = lift(lambda _: mass.moments_init(layout))(keys)
         else:
             moments = lift(lambda _: moments_init(size))(keys)
-        return state, starts.found, moments, normal
+        return state, starts.found, moments, normal, reference
 
-    def retune(state: HMCState, moments: tuple, normal: None, table_args: TableArgs):
+    def retune(state: HMCState, moments: tuple, normal: None, reference, table_args: TableArgs):
         """Mass matrix from the window's draws; step-size adaptation restarts.
 
         The window's covariance gets Stan's regularisation (a small diagonal floor; without
@@ -353,12 +375,13 @@ def _build(
             (state.z,), adapt.rng_key, adapt.step_size, inverse_mass_matrix=inverse_mass
         )
         state = state._replace(adapt_state=fresh._replace(window_idx=adapt.window_idx))
-        return state, moments_init(previous.shape[-1]), normal
+        return state, moments_init(previous.shape[-1]), normal, reference
 
     def retune_grouped(
         state: HMCState,
         moments: mass.GroupedMoments,
         normal: mass.GroupedNormal,
+        reference: density.Terms,
         table_args: TableArgs,
     ):
         """`retune` for ``dense_mass="groups"``: a new Normal, and the point in its coordinates.
@@ -377,7 +400,9 @@ def _build(
         coefficients = mass.curvature_coefficients(products, layout, normal.coefficients)
         normal = mass.from_moments(moments, normal, layout, coefficients)
         y = mass.to_standard(normal, layout, z)
-        energy, grad = jax.value_and_grad(grouped_potential, argnums=2)(table_args, normal, y)
+        energy, grad = jax.value_and_grad(nuts_potential, argnums=3)(
+            table_args, normal, reference, y
+        )
         adapt = state.adapt_state
         fresh = adapt_init(
             (y,), adapt.rng_key, adapt.step_size, inverse_mass_matrix=adapt.inverse_mass_matrix
@@ -388,7 +413,7 @@ def _build(
             potential_energy=energy,
             adapt_state=fresh._replace(window_idx=adapt.window_idx),
         )
-        return state, mass.moments_init(layout), normal
+        return state, mass.moments_init(layout), normal, reference
 
     def window_update(state: HMCState, moments: tuple, normal, table_args: TableArgs):
         """Add the chain's point to the window's moments."""
@@ -414,35 +439,40 @@ def _build(
         NUTS loops costs many times more to trace.
         """
         lift = _lift(lanes)
-        state, started, moments, normal = start(keys, args, lanes=lanes)
+        state, started, moments, normal, reference = start(keys, args, lanes=lanes)
         # Chains in this process: the lanes here, or one per device under `jax.pmap`.
         num_chains = keys.shape[0] if lanes else lax.axis_size(_CHAINS)
         release_memory = num_chains * args[1].shape[-1] >= RELEASE_MEMORY_MIN_RUNS
 
         def step(carry, i):
-            state, moments, normal = carry
+            state, moments, normal, reference = carry
             if progress or release_memory:
                 chain = jnp.zeros((), int) if lanes else lax.axis_index(_CHAINS)
                 _check_in(i, chain, total, release_memory=release_memory)
-            state = lift(lambda s, a, n: sample_kernel(s, model_args=(a, n)))(state, args, normal)
+            state = lift(lambda s, a, n, r: sample_kernel(s, model_args=(a, n, r)))(
+                state, args, normal, reference
+            )
+            state, reference = lift(rebase)(state, normal, args)
             if windows:
                 in_window = jnp.any((i >= window_starts) & (i < window_stops))
                 moments = lax.cond(
                     in_window, lift(window_update), lambda s, m, *_: m, state, moments, normal, args
                 )
-                state, moments, normal = lax.cond(
+                state, moments, normal, reference = lax.cond(
                     jnp.any(i == window_stops - 1),
                     lift(retune_grouped if grouped else retune),
-                    lambda *c: c[:3],
+                    lambda *c: c[:4],
                     state,
                     moments,
                     normal,
+                    reference,
                     args,
                 )
-            return (state, moments, normal), (state.z, state.diverging, state.num_steps)
+            carry = (state, moments, normal, reference)
+            return carry, (state.z, state.diverging, state.num_steps)
 
-        (last, _, normal), (z, diverging, num_steps) = lax.scan(
-            step, (state, moments, normal), jnp.arange(total)
+        (last, _, normal, _), (z, diverging, num_steps) = lax.scan(
+            step, (state, moments, normal, reference), jnp.arange(total)
         )
         z, diverging, num_steps = jax.tree.map(
             lambda a: jnp.moveaxis(a[num_warmup:], 0, int(lanes)), (z, diverging, num_steps)
