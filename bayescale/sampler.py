@@ -21,6 +21,11 @@ With ``dense_mass="groups"`` the mass matrix is a `bayescale.mass.GroupedNormal`
 parameters coupled with the shared ones only): NUTS moves that Normal's standard coordinates, and
 the windows (with either warmup) re-estimate it from each group's draws with the shared ones and
 each group's regression on the shared ones from the Hessian at the draws' mean.
+
+On tables of at least `RELATIVE_POTENTIAL_MIN_RUNS` runs NUTS's potential is relative to the
+point the chain stands on (`bayescale.density`): every term of the log density minus its value
+there, re-taken after each transition, so that float32 resolves energy differences of fits of
+hundreds of thousands of runs.
 """
 
 from __future__ import annotations
@@ -69,6 +74,15 @@ RELEASE_MEMORY_MIN_RUNS = 2**16
 # 8.96 / 3.84 s against 9.28 / 3.28 s; 100 groups 25.26 / 18.05 s against 24.72 / 17.49 s
 # (benchmarks/README.md, `fusion_emitters.py`).
 LEGACY_EMITTERS_MAX_RUN_ITERATIONS = 10**6
+
+# Tables of at least this many runs sample on a potential relative to the chain's point
+# (`bayescale.density`). Summed in float32, the log density of n runs carries rounding with an
+# sd of about 0.0005 nats at 3,000 runs, 0.0032 at 30,000 and 0.0327 at 300,000 (`python
+# benchmarks/float32_sums.py`); at 300,000 runs it cost most chains twice the gradient
+# evaluations per draw. Smaller tables keep the plain sum: for them the relative potential only
+# added compilation (cold fits of 240 and 300 runs took 4.91 and 7.26 s with it against 4.63 and
+# 6.01 s with the plain sum, three alternating pairs, `python benchmarks/revisions.py`).
+RELATIVE_POTENTIAL_MIN_RUNS = 2**14
 
 # The axis of `jax.pmap` over chains, one per device.
 _CHAINS = "chain"
@@ -223,8 +237,9 @@ def _build(
     def potential(table_args: TableArgs, flat: jax.Array) -> jax.Array:
         return density.potential(terms_at(table_args, flat))
 
-    # NUTS's potential is relative to the terms at the chain's current point, set anew after
-    # every transition (`rebase`), so its energies stay small enough for float32 to resolve.
+    # On large tables NUTS's potential is relative to the terms at the chain's current point,
+    # set anew after every transition (`rebase`), so its energies stay small enough for float32
+    # to resolve.
     @jax.jit
     def relative_potential(
         table_args: TableArgs, reference: density.Terms, flat: jax.Array
@@ -246,10 +261,17 @@ def _build(
         """Return the flat point of NUTS's coordinates ``y`` (the Normal's, with grouped masses)."""
         return mass.from_standard(normal, layout_of(table_args), y) if grouped else y
 
-    def nuts_potential(table_args, normal, reference, y: jax.Array) -> jax.Array:
-        return relative_potential(table_args, reference, point_of(y, normal, table_args))
+    def relative_to_point(table_args: TableArgs) -> bool:
+        """Whether NUTS's potential is relative to the chain's point (a static choice)."""
+        return table_args[1].shape[-1] >= RELATIVE_POTENTIAL_MIN_RUNS
 
-    def potential_fn_gen(table_args: TableArgs, normal, reference: density.Terms):
+    def nuts_potential(table_args, normal, reference: density.Terms | None, y: jax.Array):
+        point = point_of(y, normal, table_args)
+        if reference is None:
+            return potential(table_args, point)
+        return relative_potential(table_args, reference, point)
+
+    def potential_fn_gen(table_args: TableArgs, normal, reference: density.Terms | None):
         return functools.partial(nuts_potential, table_args, normal, reference)
 
     def rebase(state: HMCState, normal, table_args: TableArgs):
@@ -314,8 +336,10 @@ def _build(
         if not lanes:
             starts = jax.tree.map(lambda a: a[0], starts)
 
-        def init(z, grad, approximation, key, table_args):
-            reference = terms_at(table_args, z)
+        def init(z, energy, grad, approximation, key, table_args):
+            reference = None
+            if relative_to_point(table_args):
+                reference, energy = terms_at(table_args, z), jnp.zeros_like(energy)
             normal = None
             if grouped:
                 normal = mass.standard_normal(layout) if approximation is None else approximation
@@ -331,7 +355,7 @@ def _build(
                 if not dense:
                     inverse_mass = jnp.diag(inverse_mass)
             state = init_kernel(
-                ParamInfo(z, jnp.zeros(()), grad),
+                ParamInfo(z, energy, grad),
                 num_warmup,
                 inverse_mass_matrix=inverse_mass,
                 adapt_mass_matrix=not (laplace_warmup or grouped),
@@ -344,7 +368,7 @@ def _build(
             return state, normal, reference
 
         state, normal, reference = lift(init)(
-            starts.z, starts.grad, starts.approximation, key_run, args
+            starts.z, starts.energy, starts.grad, starts.approximation, key_run, args
         )
         # Window moments (a d x d matrix per lane when dense) only where windows use them.
         if not windows:
@@ -452,7 +476,8 @@ def _build(
             state = lift(lambda s, a, n, r: sample_kernel(s, model_args=(a, n, r)))(
                 state, args, normal, reference
             )
-            state, reference = lift(rebase)(state, normal, args)
+            if relative_to_point(args):
+                state, reference = lift(rebase)(state, normal, args)
             if windows:
                 in_window = jnp.any((i >= window_starts) & (i < window_stops))
                 moments = lax.cond(

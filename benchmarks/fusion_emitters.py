@@ -25,10 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import speed  # noqa: E402
+from revisions import cold_and_warm, table  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale import sampler  # noqa: E402
@@ -44,18 +43,7 @@ def fit_twice(groups: int, emitters: str) -> dict:
         raise ValueError(f"unknown emitters {emitters!r}; known are {EMITTERS}")
     older = emitters == "older"
     sampler.LEGACY_EMITTERS_MAX_RUN_ITERATIONS = sys.maxsize if older else -1
-    problem = speed.problem_for(groups)
-    post, cold = speed.timed_fit(problem)
-    _, warm = speed.timed_fit(problem)
-    stats = post.idata.sample_stats
-    return {
-        "problem": problem.name,
-        "runs": len(problem.frame),
-        "cold": cold,
-        "warm": warm,
-        "steps": float(stats["n_steps"].values.mean()),
-        "rhat": float(post.summary()["r_hat"].max()),
-    }
+    return cold_and_warm(groups)
 
 
 def in_new_process(groups: int, emitters: str) -> dict:
@@ -63,27 +51,6 @@ def in_new_process(groups: int, emitters: str) -> dict:
     command = [sys.executable, __file__, "--one", str(groups), emitters]
     out = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ)
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def spread(values: list[float]) -> str:
-    """Mean and range, in seconds."""
-    return f"{np.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
-def table(results: dict[tuple[int, str], list[dict]]) -> str:
-    """Mean (and range) of cold and warm wall times per problem and emitters."""
-    lines = [
-        "| problem | runs | emitters | cold fit s, mean (range) | warm fit s, mean (range) "
-        "| grad evals/draw | max R-hat |",
-        "|---|---:|---|---|---|---:|---:|",
-    ]
-    for (_, emitters), fits in results.items():
-        cold, warm = (spread([f[key] for f in fits]) for key in ("cold", "warm"))
-        lines.append(
-            f"| {fits[0]['problem']} | {fits[0]['runs']} | {emitters} | {cold} | {warm} "
-            f"| {fits[0]['steps']:.1f} | {max(f['rhat'] for f in fits):.3f} |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -104,7 +71,7 @@ def main() -> None:
         for _ in range(args.pairs):
             for emitters in EMITTERS:
                 results.setdefault((groups, emitters), []).append(in_new_process(groups, emitters))
-    print(table(results))
+    print(table(results, "emitters"))
     print(f"\nload average at end (1, 5, 15 min): {speed.cf.load_average()}")
 
 
