@@ -107,7 +107,7 @@ def in_new_process(groups: int, tree: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("revisions", nargs="*", help="two git revisions (default HEAD~1 HEAD)")
+    parser.add_argument("revisions", nargs="*", help="revisions (default HEAD~1 HEAD)")
     parser.add_argument("--pairs", type=int, default=3, help="alternating pairs per problem")
     parser.add_argument("--groups", type=int, nargs="+", default=list(PROBLEM_GROUPS))
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
