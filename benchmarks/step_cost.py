@@ -12,6 +12,10 @@ Two probes behind choices in bayescale's sampler, each timed side by side in one
   500 iterations on one device. The state is one vector (bayescale's form) or 13 sites (3 of
   100 values, 10 scalars) like the model's, with a diagonal and with a dense mass matrix.
 
+The first probe is also timed in one stream and in one stream per JAX device at once (4 on this
+2-core machine, as the fit's 4 chains): how much slower each evaluation gets when the chains
+share the cores and their caches.
+
 Run from the repository root::
 
     python benchmarks/step_cost.py
@@ -36,7 +40,7 @@ from speed import simulated_problem
 import bayescale as bs
 from bayescale.inference import _law_inputs
 from bayescale.laws import LAWS, register_law
-from bayescale.sampler import _flat_layout
+from bayescale.sampler import _flat_layout, compile_with, parallel_compiler_options
 
 EVALUATIONS = 2000
 REPEATS = 5
@@ -45,6 +49,7 @@ NUTS_STEP_SIZE = 0.3
 GROUP_SIZE = 100
 SCALAR_SITES = 10
 VECTOR_SITES = 3
+WARMUP_AND_DRAWS = ("num_warmup", "num_samples")
 
 
 def log_sum_exp_predict(params: Mapping[str, jax.Array], x: Mapping[str, jax.Array]) -> jax.Array:
@@ -64,8 +69,16 @@ LOG_SUM_EXP_LAW = dataclasses.replace(
 )
 
 
-def gradient_loop(law: str, groups: int) -> Callable[[], float]:
-    """Compile a loop of value-and-gradient evaluations; return a timer (us per evaluation)."""
+def gradient_loop(
+    law: str, groups: int, streams: int = 1, *, fit_options: bool = False
+) -> Callable[[], float]:
+    """Compile a loop of value-and-gradient evaluations; return a timer (us per evaluation).
+
+    With ``streams`` > 1 the loop runs once per device on that many devices at the same time,
+    as the fit's chains do, and the timer gives the wall time per evaluation of all of them.
+    With ``fit_options`` it is compiled with the XLA options of a default fit of that table
+    (`bayescale.sampler.parallel_compiler_options`).
+    """
     problem = simulated_problem(groups)
     model = bs.ScalingModel(law, group=problem.group, noise="student_t")
     spec, data = model.specify(problem.frame)
@@ -85,7 +98,17 @@ def gradient_loop(law: str, groups: int) -> Callable[[], float]:
 
         return jax.lax.fori_loop(0, EVALUATIONS, body, z)
 
-    compiled = jax.jit(loop).lower(start).compile()
+    if streams > 1:
+        start = jnp.broadcast_to(start, (streams, *start.shape))
+        lowered = jax.pmap(loop, devices=jax.devices()[:streams]).lower(start)
+    else:
+        lowered = jax.jit(loop).lower(start)
+    options = {}
+    if fit_options:
+        iterations = sum(bs.ScalingModel.default_sampler_config[k] for k in WARMUP_AND_DRAWS)
+        options = parallel_compiler_options(jax.default_backend(), len(log_y) * iterations)
+    compiled = compile_with(lowered, options)
+    jax.block_until_ready(compiled(start))  # the first call's set-up, untimed
 
     def timer() -> float:
         begin = time.perf_counter()
@@ -150,6 +173,20 @@ def main() -> None:
                 times[law].append(timer())
         cells = [" ".join(f"{t:.1f}" for t in times[law]) for law in timers]
         print(f"| {groups} | {30 * groups} | {cells[0]} | {cells[1]} |")
+    streams = len(jax.devices())
+    print(f"\n### The same, law summed, in 1 and in {streams} streams at once, one per device")
+    print("(compiled with the XLA options of a default fit of each table)\n")
+    print(f"| groups | runs | 1 stream | {streams} streams | ratio of means |")
+    print("|---:|---:|---|---|---:|")
+    for groups in args.groups:
+        timers = [gradient_loop("chinchilla", groups, n, fit_options=True) for n in (1, streams)]
+        times = [[], []]
+        for _ in range(REPEATS):
+            for timer, timed in zip(timers, times, strict=True):
+                timed.append(timer())
+        cells = [" ".join(f"{t:.1f}" for t in timed) for timed in times]
+        ratio = np.mean(times[1]) / np.mean(times[0])
+        print(f"| {groups} | {30 * groups} | {cells[0]} | {cells[1]} | {ratio:.2f} |")
     print("\n### NumPyro NUTS on a trivial 310-dimensional potential, us per leapfrog step\n")
     flat = {"z": jnp.zeros(VECTOR_SITES * GROUP_SIZE + SCALAR_SITES)}
     sites = {f"v{i}": jnp.zeros(GROUP_SIZE) for i in range(VECTOR_SITES)}
