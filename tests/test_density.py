@@ -9,17 +9,39 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from conftest import GROUPED_FIT, GROUPED_POOLING
+from numpyro import handlers
+from numpyro.distributions import constraints
+from numpyro.infer import init_to_uniform
 from numpyro.infer.util import potential_energy
 
 from bayescale import ScalingModel, density, sampler
 from bayescale.density import log_density_terms, potential, relative_potential
+from bayescale.inference import _law_inputs
 from bayescale.sampler import _flat_layout
 
 
 def _table_args(spec, data):
-    x = {name: jnp.asarray(data.log_scales()[col]) for name, col in spec.columns.items()}
+    x = {name: jnp.asarray(values) for name, values in _law_inputs(spec, data).items()}
     loc = jnp.asarray([spec.priors[n].loc for n in spec.params])
     return x, jnp.asarray(data.codes), jnp.asarray(np.log(data.y)), loc
+
+
+def _constrained_sites(model, args) -> set[str]:
+    """Latent sites whose support is not the real line (their values pass through a map)."""
+    constrained = set()
+
+    def record(*args):  # traced abstractly: no values, so no checks of them
+        seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_uniform)
+        for name, site in handlers.trace(seeded).get_trace(*args).items():
+            if site["type"] == "sample" and not site["is_observed"]:
+                support = site["fn"].support
+                if isinstance(support, constraints.independent):
+                    support = support.base_constraint
+                if support is not constraints.real:
+                    constrained.add(name)
+
+    jax.eval_shape(record, *args)
+    return constrained
 
 
 @pytest.mark.parametrize(
@@ -45,9 +67,11 @@ def test_terms_sum_to_numpyros_potential(runs, kwargs):
         terms = log_density_terms(model, args, params)
         expected = potential_energy(model, args, {}, params)
         assert float(potential(terms)) == pytest.approx(float(expected), rel=1e-5, abs=1e-3)
-        # Every site with a constrained support brings its log Jacobian as a term of its own.
-        constrained = [n for n in shapes if n.endswith("_tau") or n == "nu"]
-        assert all(f"_{name}_log_det" in terms for name in constrained)
+        # Every site with a constrained support, and only those, brings its log Jacobian.
+        log_dets = {n[1 : -len("_log_det")] for n in terms if n.endswith("_log_det")}
+        assert log_dets == _constrained_sites(model, args)
+    if "group" in kwargs:
+        assert log_dets  # the groups' spreads (tau) are positive
 
 
 def test_relative_potential_resolves_what_a_large_sum_rounds_away():
